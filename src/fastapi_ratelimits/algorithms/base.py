@@ -1,0 +1,93 @@
+"""What an algorithm is: a pure step on a small state, the same math as its Lua twin.
+
+Times are microseconds (floats holding whole numbers where they come from a clock).
+An algorithm never reads a clock and never stores anything itself: a store hands it
+the state it holds for a key, the time and the cost, and gets back a result and a
+pending change. The store applies the change (``commit``) only when every enforced
+limit of the decision allowed it, which makes a decision all-or-nothing.
+
+The Lua implementation of each algorithm (``storage/lua/<name>.lua``) performs the same
+operations in the same order on IEEE doubles, so memory and Redis decide alike; the
+tests check them against each other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+# Tolerance for float comparisons of units (tokens, counts). It only ever absorbs the
+# rounding of a refill computed at exactly the retry time; 1e-9 of a unit cannot add up
+# to a whole extra request.
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class LimitParams:
+    """One limit of a rule, resolved: ``limit`` units every ``window_us``."""
+
+    limit: int
+    window_us: int
+    burst: int
+    max_delay_us: int = 0
+
+    @property
+    def interval_us(self) -> float:
+        """Emission interval: the time one unit takes to come back."""
+        return self.window_us / self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class LimitResult:
+    """The outcome of one limit for one decision."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_us: int
+    retry_after_us: int
+    delay_us: int = 0
+
+
+def ceil_us(x: float) -> int:
+    return max(0, math.ceil(x))
+
+
+def floor_units(x: float) -> int:
+    return max(0, math.floor(x + EPS))
+
+
+class Algorithm:
+    """Base of the algorithms. Subclasses implement ``peek`` and usually nothing else."""
+
+    name: ClassVar[str] = ""
+    #: file under ``storage/lua/`` that defines the Lua twin, or None (memory only)
+    lua: ClassVar[str | None] = None
+    #: whether ``burst`` defaults to the limit's N (buckets) rather than being the limit
+    uses_burst: ClassVar[bool] = False
+    #: the storage layout of the state on Redis: "hash" or "zset"
+    redis_type: ClassVar[str] = "hash"
+
+    @classmethod
+    def default_burst(cls, limit: int) -> int:
+        return limit
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        """Decide for ``cost`` units at ``now`` given the stored ``state`` (None: fresh).
+
+        Returns the result and the state to store if the decision is committed.
+        Must not mutate ``state``.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def commit(state: Any, pending: Any) -> Any:
+        """The state to keep once the decision is committed."""
+        return pending
+
+    @staticmethod
+    def ttl_us(p: LimitParams) -> int:
+        """How long an idle key must be kept before it is the same as a fresh one."""
+        return p.window_us

@@ -1,0 +1,43 @@
+"""The ``fastapi-ratelimits`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .config import load_config
+from .config.schema import json_schema_text
+from .errors import ConfigError
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    cfg = loaded.config
+    print(f"{args.file}: OK ({len(cfg.rules)} rules, storage {cfg.storage.url}, hash {loaded.hash})")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(json_schema_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastapi-ratelimits", description="Rate limits for FastAPI from a rules file.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="validate a rules file")
+    p.add_argument("file")
+    p.set_defaults(func=_check)
+    p = sub.add_parser("schema", help="print the JSON Schema of the rules file")
+    p.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

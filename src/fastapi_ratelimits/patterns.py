@@ -1,0 +1,146 @@
+"""Path patterns of the rules file: route templates, globs and ``re:`` regexes.
+
+A pattern is compiled once per config into a :class:`PathPattern`:
+
+* ``re:<regex>`` matches the request path in full;
+* a pattern with ``*`` is a glob: ``*`` is one path segment, ``**`` any number of them
+  (``/api/**`` matches ``/api``, ``/api/`` and ``/api/a/b``);
+* anything else is a route template (``/items/{item_id}``) or a plain path; it matches
+  the template of the route that serves the request, or the concrete path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+try:  # Python >= 3.11
+    import re._parser as _sre_parse  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    import sre_parse as _sre_parse
+
+MAX_PATTERN = 512
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
+
+
+def _check_no_nested_repeats(pattern: str) -> None:
+    """Refuse regexes with nested unbounded repeats (``(a+)+``): they backtrack
+    exponentially, and Python's ``re`` has no time limit."""
+    parsed = _sre_parse.parse(pattern)
+    repeats = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT}
+    try:
+        possessive = {_sre_parse.POSSESSIVE_REPEAT}
+    except AttributeError:  # pragma: no cover
+        possessive = set()
+
+    def walk(items: Any, inside_repeat: bool) -> None:
+        for op, av in items:
+            if op in repeats:
+                _lo, hi, sub = av
+                unbounded = hi is _sre_parse.MAXREPEAT or hi > 16
+                if unbounded and inside_repeat:
+                    raise ValueError("nested repeats such as (a+)+ can take exponential time")
+                walk(sub, inside_repeat or unbounded)
+            elif op in possessive:
+                walk(av[2], inside_repeat)
+            elif op is _sre_parse.SUBPATTERN:
+                walk(av[-1], inside_repeat)
+            elif op is _sre_parse.BRANCH:
+                for branch in av[1]:
+                    walk(branch, inside_repeat)
+            elif op in (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT):
+                walk(av[1], inside_repeat)
+            elif op is _sre_parse.GROUPREF_EXISTS:
+                walk(av[1], inside_repeat)
+                if av[2] is not None:
+                    walk(av[2], inside_repeat)
+            elif op is _sre_parse.ATOMIC_GROUP:
+                walk(av, inside_repeat)
+
+    walk(parsed, False)
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("/**", i) and (i + 3 == len(glob) or glob[i + 3] == "/"):
+            out.append("(?:/.*)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def _template_to_regex(template: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for m in _PARAM.finditer(template):
+        out.append(re.escape(template[pos : m.start()]))
+        out.append(".*" if m.group(2) == "path" else "[^/]+")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return "".join(out)
+
+
+def normalize_template(template: str) -> str:
+    """``/items/{item_id:int}`` -> ``/items/{}``: two templates are the same route when
+    they differ only in parameter names and converters."""
+    return _PARAM.sub("{}", template)
+
+
+@dataclass(frozen=True, slots=True)
+class PathPattern:
+    source: str
+    kind: str  # "regex" | "glob" | "template" | "exact"
+    regex: re.Pattern[str]
+    template: str | None  # normalized template for router-aware matching
+
+    def matches(self, path: str, route_template: str | None = None) -> bool:
+        if (
+            self.template is not None
+            and route_template is not None
+            and normalize_template(route_template) == self.template
+        ):
+            return True
+        return self.regex.fullmatch(path) is not None
+
+
+def compile_pattern(source: str) -> PathPattern:
+    """Compile a path pattern; raise ``ValueError`` with a readable message."""
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError("a path pattern must not be empty")
+    if len(source) > MAX_PATTERN:
+        raise ValueError(f"a path pattern is at most {MAX_PATTERN} characters long")
+    if source.startswith("re:"):
+        body = source[3:]
+        if not body:
+            raise ValueError("'re:' needs a regular expression after it")
+        try:
+            _check_no_nested_repeats(body)
+            rx = re.compile(body)
+        except re.error as exc:
+            raise ValueError(f"{body!r} is not a valid regular expression: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"{body!r} is nested too deeply") from None
+        return PathPattern(source, "regex", rx, None)
+    if not source.startswith("/"):
+        raise ValueError(f"{source!r}: a path starts with '/' (or use 're:<regex>')")
+    if "*" in source:
+        return PathPattern(source, "glob", re.compile(_glob_to_regex(source)), None)
+    if "{" in source or "}" in source:
+        stripped = _PARAM.sub("", source)
+        if "{" in stripped or "}" in stripped:
+            raise ValueError(f"{source!r}: parameters are written {{name}} or {{name:path}}")
+        return PathPattern(
+            source, "template", re.compile(_template_to_regex(source)), normalize_template(source)
+        )
+    return PathPattern(source, "exact", re.compile(re.escape(source)), source)

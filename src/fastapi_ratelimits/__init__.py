@@ -1,7 +1,11 @@
 """fastapi-ratelimits: rate limits for FastAPI driven by a rules file."""
 
 from .config import LoadedConfig, RateLimitsConfig, load_config
+from .decision import Decision, RuleOutcome
+from .dependency import RateLimitExceeded, limit
 from .errors import ConfigError, StorageError
+from .install import RateLimits, ReloadResult, install
+from .middleware import RateLimitMiddleware
 from .rates import Rate, parse_rate
 from .registry import register_algorithm, register_identity
 
@@ -9,11 +13,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "Decision",
     "LoadedConfig",
     "Rate",
+    "RateLimitExceeded",
+    "RateLimitMiddleware",
+    "RateLimits",
     "RateLimitsConfig",
+    "ReloadResult",
+    "RuleOutcome",
     "StorageError",
     "__version__",
+    "install",
+    "limit",
     "load_config",
     "parse_rate",
     "register_algorithm",

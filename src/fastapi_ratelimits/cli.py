@@ -19,6 +19,10 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     cfg = loaded.config
     print(f"{args.file}: OK ({len(cfg.rules)} rules, storage {cfg.storage.url}, hash {loaded.hash})")
+    if getattr(args, "app", None):
+        from .cli_app import check_app
+
+        return check_app(args, loaded)
     return 0
 
 
@@ -32,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="validate a rules file")
     p.add_argument("file")
+    p.add_argument("--app", help="module:attr of the app: also list rules that match no route and routes no rule covers")
     p.set_defaults(func=_check)
     p = sub.add_parser("schema", help="print the JSON Schema of the rules file")
     p.set_defaults(func=_schema)
+    from .cli_app import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -1,0 +1,278 @@
+"""One decision per request for every rule that applies, all-or-nothing.
+
+A config is compiled once into an :class:`Engine`: each rule's match, identity, tiers
+(``overrides``), limits (with their bursts), cost, mode, refusal status, header mode and
+the header bytes that never change. Per request the engine asks the matcher which rules
+apply, resolves each rule's identity and tier, builds one :class:`Check` per rule and makes
+ONE ``store.decide(checks)`` call: when any enforced rule refuses, nothing is taken from any
+limit of any rule (a caller hammering past its own limit cannot drain a shared one).
+
+The key of a check is ``"<scope>:<value>"`` (``ip:203.0.113.7``, ``user:42``), so a rule
+whose scope changes starts with fresh counters, while a rule whose name, scope and windows
+stay the same keeps its counters across a reload (the store outlives engines).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Scope
+
+from .algorithms.base import LimitParams
+from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
+from .config.models import Override, RateLimitsConfig, Rule, When
+from .decision import Decision, RuleOutcome
+from .fallback import decide_checks
+from .identity import Identity, RequestView, compile_identities, lookup
+from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
+from .rates import Rate, window_label
+from .registry import IdentityFn, get_algorithm
+from .routes import RouteTable
+from .storage.base import Check, CheckResult, Store
+
+log = logging.getLogger("fastapi_ratelimits")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSet:
+    """The limits of one tier of one rule, with their names and header pieces."""
+
+    params: tuple[LimitParams, ...]
+    names: tuple[str, ...]  # "search", "search-1h"
+    windows_s: tuple[int, ...]
+    policy: bytes  # b'"search";q=20;w=1, "search-1h";q=1000;w=3600'
+    item_prefixes: tuple[bytes, ...]  # b'"search";r='
+    cost: int
+    local: tuple[LimitParams, ...]  # limit / storage.instances, for on_error: local
+
+
+def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
+               cost: int, instances: int) -> LimitSet:
+    algo = get_algorithm(algorithm)
+    params: list[LimitParams] = []
+    local: list[LimitParams] = []
+    names: list[str] = []
+    windows: list[int] = []
+    for i, rate in enumerate(rates):
+        if algo.uses_burst:
+            b = burst if (burst is not None and i == 0) else algo.default_burst(rate.limit)
+        else:
+            b = rate.limit
+        params.append(LimitParams(rate.limit, rate.window_us, b, max_delay_us))
+        local.append(LimitParams(max(1, rate.limit // instances), rate.window_us, max(1, b // instances),
+                                 max_delay_us))
+        names.append(name if i == 0 else f"{name}-{window_label(rate.window_us)}")
+        windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
+    policy = ", ".join(f'"{n}";q={p.limit};w={w}' for n, p, w in zip(names, params, windows, strict=True))
+    prefixes = tuple(f'"{n}";r='.encode() for n in names)
+    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local))
+
+
+class Condition:
+    """A compiled ``when``: every part given must hold."""
+
+    __slots__ = ("cookies", "headers", "ips", "queries")
+
+    def __init__(self, when: When) -> None:
+        def values(d: Mapping[str, str | list[str]] | None) -> tuple[tuple[str, frozenset[str]], ...]:
+            if not d:
+                return ()
+            return tuple((k, frozenset([v] if isinstance(v, str) else v)) for k, v in d.items())
+
+        self.headers = tuple((k.lower().encode("latin-1"), vs) for k, vs in values(when.header))
+        self.queries = values(when.query)
+        self.cookies = values(when.cookie)
+        self.ips: tuple[IPNetwork, ...] = parse_networks(when.ip or ())
+
+    def holds(self, view: RequestView) -> bool:
+        for hname, vs in self.headers:
+            if view.header(hname) not in vs:
+                return False
+        for qname, vs in self.queries:
+            if view.query(qname) not in vs:
+                return False
+        for cname, vs in self.cookies:
+            if view.cookie(cname) not in vs:
+                return False
+        return not self.ips or in_networks(view.client.ip, self.ips)
+
+
+class CompiledRule:
+    """One rule, ready for requests."""
+
+    __slots__ = ("algorithm", "base", "headers", "identity", "index", "match", "name", "on_error",
+                 "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
+
+    def __init__(self, rule: Rule, index: int, config: RateLimitsConfig, identity: Identity) -> None:
+        d = config.defaults
+        self.rule = rule
+        self.index = index
+        self.name = rule.name
+        self.algorithm = rule.algorithm or d.algorithm
+        self.identity = identity
+        self.match = RuleMatch.compile(rule.match.path, rule.match.route, rule.match.methods)
+        self.shadow = rule.mode == "shadow"
+        # a shadow rule is invisible to clients unless the rule itself asks for headers
+        self.headers = rule.headers or ("none" if self.shadow else d.headers)
+        self.status = rule.status or d.status
+        self.on_error = rule.on_error or config.storage.on_error
+        self.skip_missing = (rule.on_missing_identity or d.on_missing_identity) == "skip"
+        instances = config.storage.instances
+        delay = rule.max_delay_us()
+        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.cost or 1, instances)
+        self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
+            (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
+        )
+        self.refusal_body = (
+            b'{"detail":"Rate limit exceeded","rule":' + json.dumps(rule.name).encode() + b',"retry_after_seconds":'
+        )
+
+    def _tier(self, o: Override, delay: int, instances: int) -> LimitSet:
+        burst = o.burst if o.burst is not None else self.rule.burst
+        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances)
+
+    def limits_for(self, view: RequestView) -> LimitSet:
+        for cond, tier in self.tiers:
+            if cond.holds(view):
+                return tier
+        return self.base
+
+    def key_for(self, value: str) -> str:
+        return self.identity.key_for(value)
+
+    def check(self, key: str, limits: LimitSet | None = None, cost: int | None = None) -> Check:
+        ls = limits or self.base
+        return Check(self.name, self.algorithm, key, ls.params, cost if cost is not None else ls.cost, self.shadow)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The checks of one request, before the store is asked."""
+
+    rules: list[CompiledRule]
+    sets: list[LimitSet]
+    checks: list[Check]
+    plan: Plan[CompiledRule]
+    client: ClientIP
+    skipped: list[str]  # rules skipped for a missing identity
+
+
+class Engine:
+    """A compiled config. Immutable once built; a reload builds a new one."""
+
+    def __init__(self, config: RateLimitsConfig, *, router: Any = None,
+                 identities: Mapping[str, IdentityFn] | None = None,
+                 docs_paths: Iterable[str] = DOCS_PATHS, routes: RouteTable | None = None) -> None:
+        self.config = config
+        self.identities = compile_identities(config.identities, identities)
+        self.client_ip = ClientIPResolver(config.client_ip.trusted_proxies, config.client_ip.ipv6_prefix,
+                                          config.exempt.ips)
+        rules: list[CompiledRule] = []
+        for i, rule in enumerate(config.rules):
+            scope = rule.scope or config.defaults.scope
+            rules.append(CompiledRule(rule, i, config, lookup(self.identities, scope)))
+        self.rules = tuple(rules)
+        self.by_name = {r.name: r for r in rules}
+        if routes is None and router is not None:
+            routes = RouteTable(router)
+        admin = config.admin.path if config.admin.enabled else None
+        self.matcher: Matcher[CompiledRule] = Matcher(
+            [(r.match, r) for r in rules], exempt_paths=config.exempt.paths, admin_path=admin,
+            docs_paths=docs_paths, routes=routes,
+        )
+        self._fallback_ip = self.identities["ip"]
+
+    def rule(self, name: str) -> CompiledRule:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(f"unknown rule {name!r}") from None
+
+    async def prepare(self, scope: Scope) -> Prepared | None:
+        """The checks for a request, or None when no rule applies."""
+        plan = self.matcher.plan(scope)
+        if not plan.rules:
+            return None
+        client = self.client_ip.resolve(scope)
+        if client.exempt:
+            return None
+        view = RequestView(scope, client, plan.route.path_params if plan.route is not None else {})
+        rules: list[CompiledRule] = []
+        sets: list[LimitSet] = []
+        checks: list[Check] = []
+        skipped: list[str] = []
+        for crule in plan.rules:
+            identity = crule.identity
+            try:
+                value: Any = identity.resolve(view)
+                if identity.kind == "callable" and (identity.is_async or inspect.isawaitable(value)):
+                    value = await value
+            except Exception:
+                log.warning("identity %r of rule %r failed; treated as missing", identity.name, crule.name,
+                            exc_info=True)
+                value = None
+            if value is None:
+                if crule.skip_missing:
+                    skipped.append(crule.name)
+                    continue
+                key = "ip:" + client.key
+            else:
+                key = identity.prefix + (value if isinstance(value, str) else str(value))
+            ls = crule.limits_for(view) if crule.tiers else crule.base
+            rules.append(crule)
+            sets.append(ls)
+            checks.append(Check(crule.name, crule.algorithm, key, ls.params, ls.cost, crule.shadow))
+        if not checks:
+            return None
+        return Prepared(rules, sets, checks, plan, client, skipped)
+
+    async def decide_prepared(self, prep: Prepared, store: Store, local: Store, now_us: int | None = None) -> Decision:
+        results, error, fallback = await decide_checks(store, local, prep.checks, prep.rules, prep.sets, now_us)
+        return self.verdict(prep.rules, prep.sets, results, error, fallback)
+
+    def verdict(self, rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
+                error: str | None = None, fallback: str | None = None) -> Decision:
+        return verdict(rules, sets, results, error, fallback)
+
+
+def verdict(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
+            error: str | None = None, fallback: str | None = None) -> Decision:
+    """The decision from the store's results (None: on_error deny)."""
+    if results is None:
+        return Decision(False, None, 503, 1, 0.0, (), (), error, fallback)
+    allowed = True
+    refusing: CompiledRule | None = None
+    retry_us = 0
+    delay_us = 0
+    shadow_limited: list[str] = []
+    outcomes: list[RuleOutcome] = []
+    for crule, ls, res in zip(rules, sets, results, strict=True):
+        if not res.allowed:
+            if crule.shadow:
+                shadow_limited.append(crule.name)
+            else:
+                allowed = False
+                if refusing is None:
+                    refusing = crule
+                r = res.retry_after_us
+                if r > retry_us:
+                    retry_us = r
+        elif res.committed and not crule.shadow:
+            d = res.delay_us
+            if d > delay_us:
+                delay_us = d
+        outcomes.append(RuleOutcome(crule.name, res.check.key, res.allowed, crule.shadow, res.committed,
+                                    res.results, ls, crule.headers, res.check.cost))
+    if allowed:
+        return Decision(True, None, None, 0, delay_us / 1_000_000, tuple(outcomes), tuple(shadow_limited),
+                        error, fallback)
+    assert refusing is not None
+    retry = max(1, -(-retry_us // 1_000_000))
+    return Decision(False, refusing.name, refusing.status, retry, 0.0, tuple(outcomes), tuple(shadow_limited),
+                    error, fallback)

@@ -1,0 +1,326 @@
+"""``install(app, "ratelimits.yaml")`` and the handle it returns.
+
+``install`` validates the rules at once (``ConfigError``), compiles them, adds the one pure
+ASGI middleware, wraps the router's lifespan so the store opens at startup and closes at
+shutdown (the app's own lifespan and startup/shutdown handlers still run, inside ours),
+documents the limits in the OpenAPI schema and returns a :class:`RateLimits` handle.
+Without a lifespan (TestClient without ``with``, ``httpx.ASGITransport``) the store opens on
+the first request.
+
+A reload validates and compiles off the request path (in a thread) and swaps the compiled
+engine in one assignment: requests in flight finish on the rules they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .config import LoadedConfig, RateLimitsConfig, load_config
+from .decision import Decision, RuleOutcome
+from .engine import Engine
+from .errors import ConfigError
+from .fallback import decide_checks
+from .matching import DOCS_PATHS
+from .middleware import RateLimitMiddleware
+from .registry import IdentityFn
+from .storage.base import Store
+from .storage.factory import check_storage, is_memory, open_store
+from .storage.memory import MemoryStore
+
+log = logging.getLogger("fastapi_ratelimits")
+
+Source = str | os.PathLike[str] | Mapping[str, Any] | RateLimitsConfig
+OnRefused = Callable[[Request, Decision], Response | Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of a reload."""
+
+    ok: bool
+    changed: bool
+    hash: str  # of the rules in force after the reload
+    error: str | None
+    at: float  # time.time()
+
+
+@dataclass(frozen=True)
+class _Active:
+    """What requests read: swapped as one attribute."""
+
+    loaded: LoadedConfig
+    engine: Engine
+
+
+def docs_paths(app: Any) -> tuple[str, ...]:
+    """Where the app serves its docs (FastAPI's attributes; the defaults otherwise)."""
+    if not hasattr(app, "openapi_url"):
+        return DOCS_PATHS
+    paths = [getattr(app, "openapi_url", None)]
+    if paths[0]:
+        paths += [getattr(app, "docs_url", None), getattr(app, "redoc_url", None)]
+        if getattr(app, "docs_url", None):
+            paths.append(getattr(app, "swagger_ui_oauth2_redirect_url", None))
+    return tuple(p for p in paths if p)
+
+
+class RateLimits:
+    """The handle ``install`` returns."""
+
+    def __init__(self, app: Any, source: Source, loaded: LoadedConfig, *, storage: Any = None,
+                 watch: bool = False, identities: Mapping[str, IdentityFn] | None = None,
+                 on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None) -> None:
+        self.app = app
+        self.source = source
+        self.watch = watch
+        self.identities = dict(identities or {})
+        self.on_refused = on_refused
+        self.last_reload_error: str | None = None
+        self._storage_override = storage
+        self._clock = clock
+        self._clock_us: Callable[[], int] | None = (lambda: int(clock() * 1_000_000)) if clock else None
+        self._docs_paths = docs_paths(app)
+        self._active = _Active(loaded, self._compile(loaded.config))
+        self._store: Store | None = None
+        self._store_loop: asyncio.AbstractEventLoop | None = None
+        self._store_loop_check = False  # a lazily opened network store follows the event loop
+        self._local = MemoryStore(max_keys=loaded.config.storage.memory_max_keys, clock=self._clock_us)
+        self._decision_listeners: list[Callable[[Decision, float], None]] = []
+        self._reload_listeners: list[Callable[[ReloadResult], None]] = []
+        self._reload_lock: asyncio.Lock | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._after_reload: list[Callable[[], None]] = []
+
+    # -- what is in force -------------------------------------------------------------
+    @property
+    def config(self) -> RateLimitsConfig:
+        """The active, validated config."""
+        return self._active.loaded.config
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        """The active config with its source, hash and load time."""
+        return self._active.loaded
+
+    @property
+    def engine(self) -> Engine:
+        return self._active.engine
+
+    def _compile(self, config: RateLimitsConfig) -> Engine:
+        router = getattr(self.app, "router", None)
+        return Engine(config, router=router, identities=self.identities, docs_paths=self._docs_paths)
+
+    def _now(self) -> int | None:
+        return self._clock_us() if self._clock_us is not None else None
+
+    # -- the store ----------------------------------------------------------------------
+    @property
+    def store(self) -> Store | None:
+        """The store in use (None before the first request or startup)."""
+        return self._store
+
+    async def startup(self) -> None:
+        """Open the store (the app's lifespan calls this)."""
+        await self._close_store()
+        self._store = open_store(self.config.storage, self._storage_override, self._clock_us)
+        self._store_loop = None
+        self._store_loop_check = False
+        # WATCHER: the file watcher (reload.py) starts here when self.watch is True.
+
+    async def shutdown(self) -> None:
+        """Close the store (the app's lifespan calls this)."""
+        # WATCHER: the file watcher stops here.
+        await self._close_store()
+
+    async def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                await store.aclose()
+            except Exception:
+                log.warning("closing the rate limit store failed", exc_info=True)
+
+    async def _ensure_store(self) -> Store:
+        """The store, opened on first use when no lifespan ran. A network store opened that
+        way is reopened when the event loop changes (TestClient without ``with`` runs each
+        request on a loop of its own; its connections cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        store = self._store
+        if store is not None and (not self._store_loop_check or self._store_loop is loop):
+            return store
+        if store is not None:  # a lazily opened network store from another loop: drop it
+            self._store = None
+        store = open_store(self.config.storage, self._storage_override, self._clock_us)
+        self._store = store
+        memory = self._storage_override is None and is_memory(self.config.storage.url)
+        if isinstance(self._storage_override, str):
+            memory = is_memory(self._storage_override)
+        self._store_loop_check = not memory
+        self._store_loop = loop
+        return store
+
+    # -- listeners ----------------------------------------------------------------------
+    def add_reload_listener(self, fn: Callable[[ReloadResult], None]) -> None:
+        """Call ``fn(result)`` after every reload (metrics, logs)."""
+        self._reload_listeners.append(fn)
+
+    def add_decision_listener(self, fn: Callable[[Decision, float], None]) -> None:
+        """Call ``fn(decision, seconds)`` after every decision (metrics). Costs nothing
+        while no listener is registered."""
+        self._decision_listeners.append(fn)
+
+    def _notify_decision(self, decision: Decision, seconds: float) -> None:
+        for fn in self._decision_listeners:
+            try:
+                fn(decision, seconds)
+            except Exception:
+                log.exception("decision listener failed")
+
+    # -- reload -------------------------------------------------------------------------
+    def _load(self) -> tuple[LoadedConfig, Engine]:
+        loaded = load_config(self.source, extra_identities=self.identities.keys())
+        return loaded, self._compile(loaded.config)
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the source, validate, compile off the request path, swap. A bad source
+        changes nothing and sets ``last_reload_error``; a good one clears it."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            old = self._active
+            try:
+                loaded, engine = await asyncio.to_thread(self._load)
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+                self.last_reload_error = message
+                log.error("rate limit rules not reloaded, the previous rules stay in force: %s",
+                          message.encode("unicode_escape").decode())
+                result = ReloadResult(False, False, old.loaded.hash, message, time.time())
+            else:
+                changed = loaded.hash != old.loaded.hash
+                if not changed:
+                    loaded = old.loaded  # same rules: keep when and from where they were loaded
+                if loaded.config.storage != old.loaded.config.storage:
+                    log.warning("storage settings changed in the rules file; they take effect at the next restart")
+                self._active = _Active(loaded, engine)  # the swap: one assignment
+                self.last_reload_error = None
+                for fn in self._after_reload:
+                    fn()
+                result = ReloadResult(True, changed, loaded.hash, None, time.time())
+        for listener in self._reload_listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("reload listener failed")
+        return result
+
+    # -- outside HTTP -------------------------------------------------------------------
+    async def decide(self, rule: str, key: str, cost: int = 1) -> Decision:
+        """Decide one unit of work (``cost`` units) for ``key`` under ``rule``, as a request
+        would be (the rule's base limits; tiers need a request)."""
+        engine = self._active.engine
+        crule = engine.rule(rule)
+        check = crule.check(crule.key_for(key), cost=cost)
+        store = self._store or await self._ensure_store()
+        t0 = time.perf_counter()
+        results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
+        decision = engine.verdict([crule], [crule.base], results, error, fallback)
+        if self._decision_listeners:
+            self._notify_decision(decision, time.perf_counter() - t0)
+        return decision
+
+    async def status(self, rule: str, key: str) -> dict[str, Any]:
+        """``{"rule", "key", "limits": [{"name", "limit", "window_seconds", "remaining",
+        "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
+        crule = self._active.engine.rule(rule)
+        full = crule.key_for(key)
+        check = crule.check(full, cost=1)
+        store = self._store or await self._ensure_store()
+        res = await store.peek(check, self._now())
+        outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
+                              crule.headers, 1)
+        return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+
+    async def reset(self, rule: str | None = None, key: str | None = None) -> int:
+        """Forget one key of one rule, every key of a rule (``key=None``), one key under
+        every rule (``rule=None``), or everything. Returns how many keys went."""
+        store = self._store or await self._ensure_store()
+        engine = self._active.engine
+        if rule is None and key is None:
+            return await store.reset() + await self._local.reset()
+        if rule is not None:
+            crule = engine.rule(rule)
+            full = crule.key_for(key) if key is not None else None
+            return await store.reset(rule, full) + await self._local.reset(rule, full)
+        assert key is not None
+        n = 0
+        for crule in engine.rules:
+            full = crule.key_for(key)
+            n += await store.reset(crule.name, full) + await self._local.reset(crule.name, full)
+        return n
+
+
+def _wrap_lifespan(app: Any, limits: RateLimits) -> None:
+    router = app.router
+    original = router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        await limits.startup()
+        try:
+            async with original(asgi_app) as state:
+                yield state
+        finally:
+            await limits.shutdown()
+
+    router.lifespan_context = lifespan
+
+
+def _check_admin(config: RateLimitsConfig) -> None:
+    admin = config.admin
+    if admin.enabled and not os.environ.get(admin.token_env):
+        raise ConfigError(
+            f"admin.enabled is true but the environment variable {admin.token_env} is not set "
+            "(the admin API needs a bearer token; set it, or disable the admin API)"
+        )
+
+
+def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: bool | None = None,
+            identities: Mapping[str, IdentityFn] | None = None, on_refused: OnRefused | None = None,
+            clock: Callable[[], float] | None = None) -> RateLimits:
+    """Protect ``app`` with the rules of ``path_or_config`` (a .yaml/.yml/.toml path, a dict
+    or a ``RateLimitsConfig``). Raises ``ConfigError`` at once for a bad file.
+
+    ``storage``: a URL or a ready redis client, instead of the file's ``storage.url``.
+    ``watch``: reload when the file changes (default: True for a file path).
+    ``identities``: ``{"name": fn(request) -> str | None}`` usable as rule scopes.
+    ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
+    ``clock``: seconds, monotonic (tests).
+    """
+    loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
+    _check_admin(loaded.config)
+    check_storage(loaded.config.storage, storage)
+    if watch is None:
+        watch = not isinstance(path_or_config, (Mapping, RateLimitsConfig))
+    limits = RateLimits(app, path_or_config, loaded, storage=storage, watch=watch, identities=identities,
+                        on_refused=on_refused, clock=clock)
+    app.add_middleware(RateLimitMiddleware, limits=limits)
+    _wrap_lifespan(app, limits)
+    if loaded.config.admin.enabled:
+        pass  # ADMIN: the admin router (admin.py) is mounted here, at loaded.config.admin.path.
+    from .dependency import setup_app
+    from .openapi import document_limits
+
+    document_limits(app, limits)
+    setup_app(app)
+    return limits

@@ -1,0 +1,173 @@
+"""The limits in the OpenAPI schema: a refusal response where, and only where, one can come.
+
+Every operation that an enforced rule covers (its template and method, as the matcher
+would decide for that route) or that has a ``limit()`` dependency gets a response for the
+rule's status (429 unless the rule says otherwise) with the JSON body and the headers the
+client will see. Operations no rule covers get nothing. The schema is rebuilt after a
+reload (``app.openapi_schema`` is dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .routes import flatten
+
+if TYPE_CHECKING:
+    from .install import RateLimits
+
+_ATTR = "_fastapi_ratelimits_docs"
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+BODY_SCHEMA: dict[str, Any] = {
+    "title": "RateLimitExceeded",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "example": "Rate limit exceeded"},
+        "rule": {"type": "string", "description": "The rule that refused the request."},
+        "retry_after_seconds": {"type": "integer", "minimum": 1},
+    },
+    "required": ["detail", "rule", "retry_after_seconds"],
+}
+
+_HEADERS: dict[str, dict[str, Any]] = {
+    "Retry-After": {"description": "Seconds to wait before retrying (rounded up).", "schema": {"type": "integer"}},
+    "RateLimit": {
+        "description": 'Remaining quota per limit (draft-ietf-httpapi-ratelimit-headers), e.g. "search";r=0;t=1.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": 'Quota policies per limit, e.g. "search";q=20;w=1.',
+        "schema": {"type": "string"},
+    },
+    "X-RateLimit-Limit": {"description": "Limit of the tightest limit.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "Remaining of the tightest limit.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the tightest limit resets.", "schema": {"type": "integer"}},
+}
+_MODE_HEADERS = {
+    "ietf": ("RateLimit", "RateLimit-Policy"),
+    "legacy": ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
+    "both": ("RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
+    "none": (),
+}
+
+
+def _dependencies(dependant: Any, depth: int = 0) -> Iterator[Any]:
+    if dependant is None or depth > 32:
+        return
+    for dep in getattr(dependant, "dependencies", ()) or ():
+        yield dep.call
+        yield from _dependencies(dep, depth + 1)
+
+
+def _route_limits(app: Any) -> dict[tuple[str, str], list[tuple[str, int, str]]]:
+    """``(template, METHOD) -> [(name, status, header mode)]`` of ``limit()`` dependencies."""
+    from .dependency import RateLimitDependency
+
+    out: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for route in flatten(getattr(app, "routes", ())):
+        fmt = getattr(route, "path_format", None)
+        dependant = getattr(route, "dependant", None)
+        if not isinstance(fmt, str) or dependant is None:
+            continue
+        found = [c for c in _dependencies(dependant) if isinstance(c, RateLimitDependency)]
+        if not found:
+            continue
+        for method in getattr(route, "methods", None) or ():
+            out.setdefault((fmt, method.upper()), []).extend(
+                (d.rule.name, d.rule.status, d.rule.headers) for d in found
+            )
+    return out
+
+
+def _names(app: Any) -> dict[tuple[str, str], str | None]:
+    out: dict[tuple[str, str], str | None] = {}
+    for route in flatten(getattr(app, "routes", ())):
+        fmt = getattr(route, "path_format", None)
+        if isinstance(fmt, str):
+            for method in getattr(route, "methods", None) or ():
+                out.setdefault((fmt, method.upper()), getattr(route, "name", None))
+    return out
+
+
+def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict[str, Any]:
+    """Add the refusal responses to ``schema`` (in place) and return it."""
+    engine = limits.engine if limits is not None else None
+    dep_limits = _route_limits(app)
+    names = _names(app) if engine is not None else {}
+    used = False
+    for template, item in (schema.get("paths") or {}).items():
+        if not isinstance(item, dict):
+            continue
+        for method, op in item.items():
+            if method not in _METHODS or not isinstance(op, dict):
+                continue
+            m = method.upper()
+            hits: list[tuple[str, int, str]] = []
+            if engine is not None:
+                protected = engine.matcher.is_protected(template, template)
+                for crule in engine.rules:
+                    if crule.shadow:
+                        continue
+                    if protected and not crule.match.explicit:
+                        continue
+                    if crule.match.matches_template(m, template, names.get((template, m))):
+                        hits.append((crule.name, crule.status, crule.headers))
+            hits.extend(dep_limits.get((template, m), ()))
+            if not hits:
+                continue
+            used = True
+            responses = op.setdefault("responses", {})
+            by_status: dict[int, list[tuple[str, int, str]]] = {}
+            for hit in hits:
+                by_status.setdefault(hit[1], []).append(hit)
+            for status, group in sorted(by_status.items()):
+                if str(status) in responses:
+                    continue  # the app documents this status itself
+                headers = {"Retry-After": _HEADERS["Retry-After"]}
+                for _, _, mode in group:
+                    for h in _MODE_HEADERS.get(mode, ()):
+                        headers[h] = _HEADERS[h]
+                rules = ", ".join(dict.fromkeys(n for n, _, _ in group))
+                responses[str(status)] = {
+                    "description": f"Rate limit exceeded (rule: {rules})",
+                    "headers": headers,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RateLimitExceeded"}}},
+                }
+    if used:
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault("RateLimitExceeded", BODY_SCHEMA)
+    return schema
+
+
+class _Documenter:
+    def __init__(self, app: Any, original: Any) -> None:
+        self.app = app
+        self.original = original
+        self.limits: RateLimits | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        app = self.app
+        if app.openapi_schema:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        schema = augment(self.original(), app, self.limits)
+        app.openapi_schema = schema
+        return schema
+
+    def invalidate(self) -> None:
+        self.app.openapi_schema = None
+
+
+def document_limits(app: Any, limits: RateLimits | None = None) -> None:
+    """Make ``app.openapi()`` document the limits (idempotent; ``install`` calls it)."""
+    if not hasattr(app, "openapi") or not hasattr(app, "openapi_schema"):
+        return
+    documenter: _Documenter | None = getattr(app, _ATTR, None)
+    if documenter is None:
+        documenter = _Documenter(app, app.openapi)
+        setattr(app, _ATTR, documenter)
+        setattr(app, "openapi", documenter)  # noqa: B010 - replaces the bound method on this app
+    if limits is not None:
+        documenter.limits = limits
+        limits._after_reload.append(documenter.invalidate)
+    documenter.invalidate()

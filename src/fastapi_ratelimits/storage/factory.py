@@ -1,0 +1,62 @@
+"""Open the store a config (or ``install(storage=...)``) names.
+
+``memory://`` is the in-process :class:`MemoryStore`. Anything else is Redis (or Valkey),
+opened through ``storage.redis.RedisStore``, imported only when asked for, so that the
+redis extra stays optional. ``storage=`` may also be a ready redis client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..config.models import StorageConfig
+from ..errors import ConfigError
+from .base import Store
+from .memory import MemoryStore
+
+
+def is_memory(url: str) -> bool:
+    return url.startswith("memory://")
+
+
+def _redis_store_class() -> Any:
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"a Redis store is not available here ({exc}); install the redis extra: "
+            "pip install 'fastapi-ratelimits[redis]'"
+        ) from None
+    return RedisStore
+
+
+def check_storage(cfg: StorageConfig, override: Any = None) -> None:
+    """Fail at install, not at the first request, when the store cannot be opened."""
+    if isinstance(override, str):
+        try:
+            StorageConfig(url=override)
+        except Exception:
+            raise ConfigError(f"storage={override!r} is not a storage URL (memory://, redis://host:6379/0, ...)") from None
+        url = override
+    elif override is not None:
+        _redis_store_class()
+        return
+    else:
+        url = cfg.url
+    if not is_memory(url):
+        _redis_store_class()
+
+
+def open_store(cfg: StorageConfig, override: Any = None, clock_us: Callable[[], int] | None = None) -> Store:
+    """A new store for ``cfg`` (``override``: a URL or a redis client, from install)."""
+    if override is not None and not isinstance(override, str):
+        cls = _redis_store_class()
+        store: Store = cls(override, key_prefix=cfg.key_prefix, timeout_ms=cfg.timeout_ms)
+        return store
+    url = override if isinstance(override, str) else cfg.url
+    if is_memory(url):
+        return MemoryStore(max_keys=cfg.memory_max_keys, clock=clock_us)
+    cls = _redis_store_class()
+    store = cls.from_url(url, key_prefix=cfg.key_prefix, timeout_ms=cfg.timeout_ms, pool_size=cfg.pool_size)
+    return store

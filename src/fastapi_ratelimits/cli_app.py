@@ -130,7 +130,9 @@ def explain(args: argparse.Namespace) -> int:
     if client.exempt and plan.rules:
         print("  the client IP is exempt: no rule applies")
         return 0
-    prep = asyncio.run(engine.prepare(scope))
+    prep = engine.prepare(scope)
+    if prep is not None and prep.pending is not None:
+        prep = asyncio.run(engine.finish(prep))
     if prep is None:
         print("  no rule applies" + ("  (the path is exempt, admin or docs)"
                                      if engine.matcher.is_protected(scope["path"], route) else ""))

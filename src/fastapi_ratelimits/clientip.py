@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
-from .lru import LRU
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -104,7 +102,8 @@ class ClientIPResolver:
         self.trusted = parse_networks(trusted_proxies)
         self.ipv6_prefix = ipv6_prefix
         self.exempt = parse_networks(exempt_ips)
-        self._cache: LRU[str, ClientIP] = LRU(cache_size)
+        self._cache: dict[str, ClientIP] = {}
+        self._cache_size = cache_size
 
     def _client(self, ip: IPAddress | None, raw: str) -> ClientIP:
         if ip is None:
@@ -118,16 +117,18 @@ class ClientIPResolver:
 
     def peer(self, host: str) -> ClientIP:
         """The client for a peer address (no forwarding headers involved)."""
-        cached = self._cache.get(host)
+        cache = self._cache
+        cached = cache.get(host)
         if cached is None:
             cached = self._client(parse_ip(host), host)
-            self._cache.put(host, cached)
+            if len(cache) >= self._cache_size:
+                cache.clear()  # a flood of new addresses: start over rather than track recency
+            cache[host] = cached
         return cached
 
     def resolve(self, scope: Scope) -> ClientIP:
         client = scope.get("client")
-        host = str(client[0]) if client else ""
-        peer = self.peer(host)
+        peer = self.peer(client[0] if client else "")
         if not self.trusted or not in_networks(peer.ip, self.trusted):
             return peer
         xff: list[bytes] = []

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .engine import LimitSet
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleOutcome:
     """One rule's part in a decision."""
 
@@ -42,7 +42,7 @@ class RuleOutcome:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """One decision for all the rules that apply to a request.
 

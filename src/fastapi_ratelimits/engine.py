@@ -106,8 +106,8 @@ class Condition:
 class CompiledRule:
     """One rule, ready for requests."""
 
-    __slots__ = ("algorithm", "base", "headers", "identity", "index", "match", "name", "on_error",
-                 "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
+    __slots__ = ("algorithm", "base", "fixed_check", "headers", "identity", "index", "kind", "match", "name",
+                 "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
 
     def __init__(self, rule: Rule, index: int, config: RateLimitsConfig, identity: Identity) -> None:
         d = config.defaults
@@ -129,6 +129,10 @@ class CompiledRule:
         self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
         )
+        self.kind = identity.kind
+        self.fixed_check: Check | None = None
+        if identity.kind == "global" and not self.tiers:
+            self.fixed_check = self.check(identity.prefix + "all")
         self.refusal_body = (
             b'{"detail":"Rate limit exceeded","rule":' + json.dumps(rule.name).encode() + b',"retry_after_seconds":'
         )
@@ -161,6 +165,8 @@ class Prepared:
     plan: Plan[CompiledRule]
     client: ClientIP
     skipped: list[str]  # rules skipped for a missing identity
+    # identities still to await (async callables): (index in rules, awaitable)
+    pending: list[tuple[int, Any]] | None = None
 
 
 class Engine:
@@ -186,7 +192,6 @@ class Engine:
             [(r.match, r) for r in rules], exempt_paths=config.exempt.paths, admin_path=admin,
             docs_paths=docs_paths, routes=routes,
         )
-        self._fallback_ip = self.identities["ip"]
 
     def rule(self, name: str) -> CompiledRule:
         try:
@@ -194,47 +199,96 @@ class Engine:
         except KeyError:
             raise KeyError(f"unknown rule {name!r}") from None
 
-    async def prepare(self, scope: Scope) -> Prepared | None:
-        """The checks for a request, or None when no rule applies."""
+    def prepare(self, scope: Scope) -> Prepared | None:
+        """The checks for a request, or None when no rule applies. Async identities are
+        left in ``pending`` for :meth:`finish`."""
         plan = self.matcher.plan(scope)
         if not plan.rules:
             return None
         client = self.client_ip.resolve(scope)
         if client.exempt:
             return None
-        view = RequestView(scope, client, plan.route.path_params if plan.route is not None else {})
+        view: RequestView | None = None
         rules: list[CompiledRule] = []
         sets: list[LimitSet] = []
         checks: list[Check] = []
         skipped: list[str] = []
+        pending: list[tuple[int, Any]] | None = None
         for crule in plan.rules:
+            kind = crule.kind
+            if kind == "ip" and not crule.tiers:
+                rules.append(crule)
+                sets.append(crule.base)
+                checks.append(Check(crule.name, crule.algorithm, "ip:" + client.key, crule.base.params,
+                                    crule.base.cost, crule.shadow))
+                continue
+            if crule.fixed_check is not None:  # global, no tiers: the same check every time
+                rules.append(crule)
+                sets.append(crule.base)
+                checks.append(crule.fixed_check)
+                continue
+            if view is None:
+                view = RequestView(scope, client, plan.route.path_params if plan.route is not None else {})
             identity = crule.identity
             try:
                 value: Any = identity.resolve(view)
-                if identity.kind == "callable" and (identity.is_async or inspect.isawaitable(value)):
-                    value = await value
             except Exception:
                 log.warning("identity %r of rule %r failed; treated as missing", identity.name, crule.name,
                             exc_info=True)
                 value = None
+            ls = crule.limits_for(view) if crule.tiers else crule.base
+            if value is not None and not isinstance(value, str):
+                if inspect.isawaitable(value):
+                    if pending is None:
+                        pending = []
+                    pending.append((len(checks), value))
+                    value = ""
+                else:
+                    value = str(value)
             if value is None:
                 if crule.skip_missing:
                     skipped.append(crule.name)
                     continue
                 key = "ip:" + client.key
             else:
-                key = identity.prefix + (value if isinstance(value, str) else str(value))
-            ls = crule.limits_for(view) if crule.tiers else crule.base
+                key = identity.prefix + value
             rules.append(crule)
             sets.append(ls)
             checks.append(Check(crule.name, crule.algorithm, key, ls.params, ls.cost, crule.shadow))
         if not checks:
             return None
-        return Prepared(rules, sets, checks, plan, client, skipped)
+        return Prepared(rules, sets, checks, plan, client, skipped, pending)
+
+    async def finish(self, prep: Prepared) -> Prepared | None:
+        """Await the async identities of ``prep`` and fill in their keys."""
+        assert prep.pending is not None
+        drop: list[int] = []
+        for i, awaitable in prep.pending:
+            crule = prep.rules[i]
+            try:
+                value = await awaitable
+            except Exception:
+                log.warning("identity %r of rule %r failed; treated as missing", crule.identity.name, crule.name,
+                            exc_info=True)
+                value = None
+            if value is None:
+                if crule.skip_missing:
+                    drop.append(i)
+                    prep.skipped.append(crule.name)
+                    continue
+                key = "ip:" + prep.client.key
+            else:
+                key = crule.identity.prefix + str(value)
+            c = prep.checks[i]
+            prep.checks[i] = Check(c.rule, c.algorithm, key, c.limits, c.cost, c.shadow)
+        prep.pending = None
+        for i in reversed(drop):
+            del prep.rules[i], prep.sets[i], prep.checks[i]
+        return prep if prep.checks else None
 
     async def decide_prepared(self, prep: Prepared, store: Store, local: Store, now_us: int | None = None) -> Decision:
         results, error, fallback = await decide_checks(store, local, prep.checks, prep.rules, prep.sets, now_us)
-        return self.verdict(prep.rules, prep.sets, results, error, fallback)
+        return verdict(prep.rules, prep.sets, results, error, fallback)
 
     def verdict(self, rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
                 error: str | None = None, fallback: str | None = None) -> Decision:
@@ -260,18 +314,19 @@ def verdict(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Se
                 allowed = False
                 if refusing is None:
                     refusing = crule
-                r = res.retry_after_us
-                if r > retry_us:
-                    retry_us = r
+                for lr in res.results:
+                    if not lr.allowed and lr.retry_after_us > retry_us:
+                        retry_us = lr.retry_after_us
         elif res.committed and not crule.shadow:
-            d = res.delay_us
-            if d > delay_us:
-                delay_us = d
-        outcomes.append(RuleOutcome(crule.name, res.check.key, res.allowed, crule.shadow, res.committed,
-                                    res.results, ls, crule.headers, res.check.cost))
+            for lr in res.results:
+                if lr.delay_us > delay_us:
+                    delay_us = lr.delay_us
+        check = res.check
+        outcomes.append(RuleOutcome(crule.name, check.key, res.allowed, crule.shadow, res.committed,
+                                    res.results, ls, crule.headers, check.cost))
     if allowed:
-        return Decision(True, None, None, 0, delay_us / 1_000_000, tuple(outcomes), tuple(shadow_limited),
-                        error, fallback)
+        return Decision(True, None, None, 0, delay_us / 1_000_000 if delay_us else 0.0, tuple(outcomes),
+                        tuple(shadow_limited) if shadow_limited else (), error, fallback)
     assert refusing is not None
     retry = max(1, -(-retry_us // 1_000_000))
     return Decision(False, refusing.name, refusing.status, retry, 0.0, tuple(outcomes), tuple(shadow_limited),

@@ -49,20 +49,23 @@ class RateLimitMiddleware:
         scope[SCOPE_KEY] = limits
         engine = limits._active.engine
         try:
-            prep = await engine.prepare(scope)
+            prep = engine.prepare(scope)
+            if prep is not None and prep.pending is not None:
+                prep = await engine.finish(prep)
             if prep is None:
                 decision = None
             else:
                 store = limits._store
                 if store is None or limits._store_loop_check:
                     store = await limits._ensure_store()
-                listeners = limits._decision_listeners
-                if listeners:
+                clock = limits._clock_us
+                now = clock() if clock is not None else None
+                if limits._decision_listeners:
                     t0 = time.perf_counter()
-                    decision = await engine.decide_prepared(prep, store, limits._local, limits._now())
+                    decision = await engine.decide_prepared(prep, store, limits._local, now)
                     limits._notify_decision(decision, time.perf_counter() - t0)
                 else:
-                    decision = await engine.decide_prepared(prep, store, limits._local, limits._now())
+                    decision = await engine.decide_prepared(prep, store, limits._local, now)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
             decision = None

@@ -163,6 +163,8 @@ class RouteTable:
         self._shallow: tuple[Any, ...] | None = None
         self._deep: tuple[Any, ...] | None = None
         self._next_deep = 0.0
+        self._tick = 0
+        self._routes_list: Any = None
         self.generation = 0
 
     def _shallow_fp(self) -> tuple[Any, ...]:
@@ -170,22 +172,29 @@ class RouteTable:
         return (id(routes), len(routes), getattr(self.router, "_routes_version", 0))
 
     def refresh(self) -> int:
-        """The generation of the routes: it changes when they do. Cheap: the route list is
-        compared on every call, the whole tree at most once a second."""
-        fp = self._shallow_fp()
-        if fp != self._shallow:
-            self._rebuild(fp)
+        """The generation of the routes: it changes when they do. Cheap: the app's route
+        list is compared on every call, the whole tree (mounts, included routers) every
+        256 calls and at most once a second."""
+        router = self.router
+        routes = router.routes
+        shallow = self._shallow
+        if (shallow is None or routes is not self._routes_list or len(routes) != shallow[1]
+                or getattr(router, "_routes_version", 0) != shallow[2]):
+            self._rebuild(self._shallow_fp())
             return self.generation
-        now = time.monotonic()
-        if now >= self._next_deep:
-            self._next_deep = now + _DEEP_CHECK_EVERY
-            deep = _deep_fingerprint(self.router.routes)
-            if deep != self._deep:
-                self._rebuild(fp, deep)
+        self._tick = tick = self._tick + 1
+        if not tick & 255:
+            now = time.monotonic()
+            if now >= self._next_deep:
+                self._next_deep = now + _DEEP_CHECK_EVERY
+                deep = _deep_fingerprint(routes)
+                if deep != self._deep:
+                    self._rebuild(shallow, deep)
         return self.generation
 
     def _rebuild(self, fp: tuple[Any, ...], deep: tuple[Any, ...] | None = None) -> None:
         routes = self.router.routes
+        self._routes_list = routes
         self._routes = flatten(routes)
         self._shallow = fp
         self._deep = deep if deep is not None else _deep_fingerprint(routes)

@@ -1,0 +1,1 @@
+"""Apps the end-to-end tests serve with uvicorn (``--app-dir tests``)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Response
-from support.apps import client, rules, standard_app
 
 from fastapi_ratelimits import install
+from support.apps import client, rules, standard_app
 
 RL = ("ratelimit", "ratelimit-policy")
 LEGACY = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 from starlette.middleware.base import BaseHTTPMiddleware
-from support.apps import client, rules, standard_app, statuses
 
 from fastapi_ratelimits import ConfigError, RateLimitMiddleware, ReloadResult, StorageError, install
 from fastapi_ratelimits.storage.base import Check, CheckResult
 from fastapi_ratelimits.storage.memory import MemoryStore
+from support.apps import client, rules, standard_app, statuses
 
 ALL = {"name": "all", "match": {"path": "/**"}, "limit": "2/hour", "algorithm": "sliding_window_log"}
 

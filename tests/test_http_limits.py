@@ -9,9 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from support.apps import client, rules, standard_app, statuses
 
 from fastapi_ratelimits import Decision, RateLimits, install, register_identity
+from support.apps import client, rules, standard_app, statuses
 
 LOG = {"defaults": {"algorithm": "sliding_window_log"}}
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import PlainTextResponse
-from support.apps import client, rules, standard_app, statuses
 
 from fastapi_ratelimits import install
 from fastapi_ratelimits.matching import Matcher, RuleMatch
 from fastapi_ratelimits.routes import RouteTable
+from support.apps import client, rules, standard_app, statuses
 
 LOG = {"defaults": {"algorithm": "sliding_window_log"}}
 

@@ -87,8 +87,8 @@ class RateLimitDependency:
         elif scope in ("ip", "global") or ":" in scope:
             identity = _builtin(scope, scope)
             self._named = None
-        else:  # a named identity of the installed rules file (or register_identity)
-            identity = _builtin("ip", "ip")
+        else:  # a named identity of the installed rules file (or register_identity), found per request
+            identity = Identity(scope, "named", lambda view: None)
             self._named = scope
         self.rule = CompiledRule(rule, -1, _DEFAULT_CONFIG, identity)
         self._store: MemoryStore | None = None
@@ -109,6 +109,8 @@ class RateLimitDependency:
         scope = request.scope
         handle = scope.get(SCOPE_KEY)
         if handle is not None:
+            if handle._code_rules.get(self.rule.name) is not self.rule:
+                handle._code_rules[self.rule.name] = self.rule
             store = handle.store or await handle._ensure_store()
             local = handle._local
             resolver = handle.engine.client_ip

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
-from .engine import Engine
+from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
 from .matching import DOCS_PATHS
@@ -100,6 +100,7 @@ class RateLimits:
         self._reload_lock: asyncio.Lock | None = None
         self._open_lock: asyncio.Lock | None = None
         self._after_reload: list[Callable[[], None]] = []
+        self._code_rules: dict[str, CompiledRule] = {}  # limit() dependencies seen so far
 
     # -- what is in force -------------------------------------------------------------
     @property
@@ -119,6 +120,13 @@ class RateLimits:
     def _compile(self, config: RateLimitsConfig) -> Engine:
         router = getattr(self.app, "router", None)
         return Engine(config, router=router, identities=self.identities, docs_paths=self._docs_paths)
+
+    def _rule(self, name: str) -> CompiledRule:
+        """A rule of the file, or a ``limit()`` dependency that has run."""
+        found = self._active.engine.by_name.get(name) or self._code_rules.get(name)
+        if found is None:
+            raise KeyError(f"unknown rule {name!r}")
+        return found
 
     def _now(self) -> int | None:
         return self._clock_us() if self._clock_us is not None else None
@@ -228,13 +236,12 @@ class RateLimits:
     async def decide(self, rule: str, key: str, cost: int = 1) -> Decision:
         """Decide one unit of work (``cost`` units) for ``key`` under ``rule``, as a request
         would be (the rule's base limits; tiers need a request)."""
-        engine = self._active.engine
-        crule = engine.rule(rule)
+        crule = self._rule(rule)
         check = crule.check(crule.key_for(key), cost=cost)
         store = self._store or await self._ensure_store()
         t0 = time.perf_counter()
         results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
-        decision = engine.verdict([crule], [crule.base], results, error, fallback)
+        decision = verdict([crule], [crule.base], results, error, fallback)
         if self._decision_listeners:
             self._notify_decision(decision, time.perf_counter() - t0)
         return decision
@@ -242,7 +249,7 @@ class RateLimits:
     async def status(self, rule: str, key: str) -> dict[str, Any]:
         """``{"rule", "key", "limits": [{"name", "limit", "window_seconds", "remaining",
         "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
-        crule = self._active.engine.rule(rule)
+        crule = self._rule(rule)
         full = crule.key_for(key)
         check = crule.check(full, cost=1)
         store = self._store or await self._ensure_store()
@@ -259,12 +266,12 @@ class RateLimits:
         if rule is None and key is None:
             return await store.reset() + await self._local.reset()
         if rule is not None:
-            crule = engine.rule(rule)
+            crule = self._rule(rule)
             full = crule.key_for(key) if key is not None else None
             return await store.reset(rule, full) + await self._local.reset(rule, full)
         assert key is not None
         n = 0
-        for crule in engine.rules:
+        for crule in (*engine.rules, *self._code_rules.values()):
             full = crule.key_for(key)
             n += await store.reset(crule.name, full) + await self._local.reset(crule.name, full)
         return n

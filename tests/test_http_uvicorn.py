@@ -158,4 +158,4 @@ def test_four_workers_with_memory_storage_each_count_alone(tmp_path: Path) -> No
     # a worker that refused had given exactly its own 3: the workers do not share counters
     assert all(allowed[pid] == 3 for pid in refused), (allowed, refused)
     # more than one worker served /work, so the app as a whole let more than 3 through
-    assert len(allowed) >= 2 and sum(allowed.values()) == 3 * len(allowed), allowed
+    assert len(allowed) >= 2 and sum(allowed.values()) > 3, allowed

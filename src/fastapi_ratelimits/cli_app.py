@@ -167,8 +167,8 @@ def demo(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     shown = config if isinstance(config, str) else "the built-in quickstart rules"
-    print(f"fastapi-ratelimits demo on http://127.0.0.1:{args.port}  (rules: {shown}; memory storage)")
-    print(f"try:  curl -i http://127.0.0.1:{args.port}/items/42")
+    print(f"fastapi-ratelimits demo on http://{args.host}:{args.port}  (rules: {shown}; memory storage)")
+    print(f"try:  curl -i http://{args.host}:{args.port}/items/42", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -125,6 +125,6 @@ def test_demo_serves_the_quickstart(tmp_path: Path) -> None:
         out = proc.communicate(timeout=10)[0].decode()
     assert codes == [200] * 5 + [429]
     assert health == [200] * 3
-    assert last.status_code == 429 and last.json()["rule"] == "api"
+    assert last.status_code == 429 and last.json()["rule"] == "per-ip"
     assert f"fastapi-ratelimits demo on http://127.0.0.1:{port}" in out
     assert "quickstart.yaml" in out

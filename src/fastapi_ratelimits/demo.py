@@ -19,7 +19,7 @@ from .install import install
 QUICKSTART: dict[str, Any] = {
     "version": 1,
     "exempt": {"paths": ["/health"]},
-    "rules": [{"name": "api", "match": {"path": "/**"}, "limit": "5/minute"}],
+    "rules": [{"name": "per-ip", "match": {"path": "/**"}, "scope": "ip", "limit": "5/minute"}],
 }
 
 

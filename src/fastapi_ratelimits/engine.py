@@ -28,7 +28,7 @@ from .algorithms.base import LimitParams
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
-from .fallback import decide_checks
+from .fallback import after_store_error
 from .identity import Identity, RequestView, compile_identities, lookup
 from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
 from .rates import Rate, window_label
@@ -37,6 +37,7 @@ from .routes import RouteTable
 from .storage.base import Check, CheckResult, Store
 
 log = logging.getLogger("fastapi_ratelimits")
+_IP_CHECKS = 4096  # checks kept per ip rule (a Check is immutable: the same one serves every request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +107,8 @@ class Condition:
 class CompiledRule:
     """One rule, ready for requests."""
 
-    __slots__ = ("algorithm", "base", "fixed_check", "headers", "identity", "index", "kind", "match", "name",
-                 "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
+    __slots__ = ("algorithm", "base", "fixed_check", "headers", "identity", "index", "ip_checks", "kind", "match",
+                 "name", "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
 
     def __init__(self, rule: Rule, index: int, config: RateLimitsConfig, identity: Identity) -> None:
         d = config.defaults
@@ -130,6 +131,7 @@ class CompiledRule:
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
         )
         self.kind = identity.kind
+        self.ip_checks: dict[str, Check] = {}  # per client key, for ip rules without tiers (bounded)
         self.fixed_check: Check | None = None
         if identity.kind == "global" and not self.tiers:
             self.fixed_check = self.check(identity.prefix + "all")
@@ -217,10 +219,16 @@ class Engine:
         for crule in plan.rules:
             kind = crule.kind
             if kind == "ip" and not crule.tiers:
+                cache = crule.ip_checks
+                check = cache.get(client.key)
+                if check is None:
+                    check = crule.check("ip:" + client.key)
+                    if len(cache) >= _IP_CHECKS:
+                        cache.clear()
+                    cache[client.key] = check
                 rules.append(crule)
                 sets.append(crule.base)
-                checks.append(Check(crule.name, crule.algorithm, "ip:" + client.key, crule.base.params,
-                                    crule.base.cost, crule.shadow))
+                checks.append(check)
                 continue
             if crule.fixed_check is not None:  # global, no tiers: the same check every time
                 rules.append(crule)
@@ -287,8 +295,13 @@ class Engine:
         return prep if prep.checks else None
 
     async def decide_prepared(self, prep: Prepared, store: Store, local: Store, now_us: int | None = None) -> Decision:
-        results, error, fallback = await decide_checks(store, local, prep.checks, prep.rules, prep.sets, now_us)
-        return verdict(prep.rules, prep.sets, results, error, fallback)
+        """One store call for every check of the request (``on_error`` when it fails)."""
+        try:
+            results = await store.decide(prep.checks, now_us)
+        except Exception as exc:  # StorageError, or anything a store lets slip: never a 500
+            res, error, fallback = await after_store_error(exc, local, prep.checks, prep.rules, prep.sets, now_us)
+            return verdict(prep.rules, prep.sets, res, error, fallback)
+        return verdict(prep.rules, prep.sets, results)
 
     def verdict(self, rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
                 error: str | None = None, fallback: str | None = None) -> Decision:

@@ -42,7 +42,14 @@ async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rul
     try:
         return await store.decide(checks, now_us), None, None
     except Exception as exc:  # StorageError, and anything else a store lets slip: never a 500
-        error = _warn(exc)
+        return await after_store_error(exc, local, checks, rules, sets, now_us)
+
+
+async def after_store_error(exc: BaseException, local: Store, checks: Sequence[Check], rules: Sequence[CompiledRule],
+                            sets: Sequence[LimitSet], now_us: int | None = None,
+                            ) -> tuple[list[CheckResult] | None, str | None, str | None]:
+    """``decide_checks`` once the store has failed with ``exc``."""
+    error = _warn(exc)
     enforced = [r.on_error for r in rules if not r.shadow]
     if "deny" in enforced:
         return None, error, "deny"

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from fastapi_ratelimits import Decision, RateLimits, install, register_identity
+from fastapi_ratelimits.storage.base import safe_key
 from support.apps import client, rules, standard_app, statuses
 
 LOG = {"defaults": {"algorithm": "sliding_window_log"}}
@@ -288,13 +289,16 @@ async def test_an_identity_that_raises_is_a_missing_identity_not_a_500() -> None
 
 
 async def test_long_and_odd_identities_are_hashed_before_they_become_keys() -> None:
-    app, limits, _ = setup({"name": "per-user", "match": {"path": "/health"}, "scope": "user", "limit": "1/hour"},
-                           identities={"user": "header:X-User-ID"})
+    app, limits, seen = setup({"name": "per-user", "match": {"path": "/health"}, "scope": "user", "limit": "1/hour"},
+                              identities={"user": "header:X-User-ID"})
     long_value = "u" * 200
+    other_long = "u" * 199 + "v"  # same first 199 bytes: must not share a counter
     odd_value = "evil}{key\\x00"
     async with client(app) as c:
         assert await statuses(c, "GET", "/health", 2, headers={"X-User-ID": long_value}) == [200, 429]
+        assert await statuses(c, "GET", "/health", 2, headers={"X-User-ID": other_long}) == [200, 429]
         assert await statuses(c, "GET", "/health", 2, headers={"X-User-ID": odd_value}) == [200, 429]
-    stored = " ".join(str(k) for k in limits.store._data)  # type: ignore[union-attr]
-    assert long_value not in stored and "evil" not in stored
+    keys = [d.outcomes[0].key for d in seen[::2]]
+    assert keys == ["user:" + long_value, "user:" + other_long, "user:" + odd_value]
+    assert all(safe_key(k).startswith("h:") and len(safe_key(k)) <= 64 for k in keys)  # what the store writes
     assert (await limits.status("per-user", long_value))["limits"][0]["remaining"] == 0

@@ -325,3 +325,10 @@ async def test_decision_listeners_get_every_decision_and_its_duration() -> None:
         await statuses(c, "GET", "/health", 3)
     assert [a for a, _ in seen] == [True, True, False]
     assert all(0 <= s < 1 for _, s in seen)
+
+
+def test_a_sync_redis_client_is_refused_at_install() -> None:
+    import redis
+
+    with pytest.raises(ConfigError, match=r"redis\.asyncio client"):
+        install(FastAPI(), rules(ALL), storage=redis.Redis())

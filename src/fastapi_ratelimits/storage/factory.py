@@ -31,6 +31,20 @@ def _redis_store_class() -> Any:
     return RedisStore
 
 
+def _check_client(client: Any) -> None:
+    import redis.asyncio
+
+    kinds: tuple[type, ...] = (redis.asyncio.Redis,)
+    cluster = getattr(getattr(redis.asyncio, "cluster", None), "RedisCluster", None)
+    if cluster is not None:
+        kinds += (cluster,)
+    if not isinstance(client, kinds):
+        raise ConfigError(
+            f"storage= takes a URL or a redis.asyncio client (redis.asyncio.Redis or RedisCluster), "
+            f"not {type(client).__module__}.{type(client).__name__}: the limiter runs on the event loop"
+        )
+
+
 def check_storage(cfg: StorageConfig, override: Any = None) -> None:
     """Fail at install, not at the first request, when the store cannot be opened."""
     if isinstance(override, str):
@@ -40,6 +54,7 @@ def check_storage(cfg: StorageConfig, override: Any = None) -> None:
             raise ConfigError(f"storage={override!r} is not a storage URL (memory://, redis://host:6379/0, ...)") from None
         url = override
     elif override is not None:
+        _check_client(override)
         _redis_store_class()
         return
     else:

@@ -143,6 +143,17 @@ class CompiledRule:
         burst = o.burst if o.burst is not None else self.rule.burst
         return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances)
 
+    def ip_check(self, client_key: str) -> Check:
+        """The check of an ``ip`` rule without tiers for a client (kept: a Check never changes)."""
+        cache = self.ip_checks
+        check = cache.get(client_key)
+        if check is None:
+            check = self.check("ip:" + client_key)
+            if len(cache) >= _IP_CHECKS:
+                cache.clear()
+            cache[client_key] = check
+        return check
+
     def limits_for(self, view: RequestView) -> LimitSet:
         for cond, tier in self.tiers:
             if cond.holds(view):
@@ -169,6 +180,14 @@ class Prepared:
     skipped: list[str]  # rules skipped for a missing identity
     # identities still to await (async callables): (index in rules, awaitable)
     pending: list[tuple[int, Any]] | None = None
+
+
+def _simple_plan(rules: Sequence[CompiledRule]) -> tuple[list[CompiledRule], list[LimitSet]] | bool:
+    """For rules keyed by the client address or by nothing (``ip``, ``global``, no tiers):
+    the rules and their limit sets, the same for every request of the plan. Else False."""
+    if all(not r.tiers and (r.kind == "ip" or r.fixed_check is not None) for r in rules):
+        return list(rules), [r.base for r in rules]
+    return False
 
 
 class Engine:
@@ -210,6 +229,13 @@ class Engine:
         client = self.client_ip.resolve(scope)
         if client.exempt:
             return None
+        simple = plan.extra
+        if simple is None:  # once per plan: do its rules need anything but the client address?
+            simple = plan.extra = _simple_plan(plan.rules)
+        if simple is not False:
+            rules_list, sets_list = simple
+            return Prepared(rules_list, sets_list, [r.ip_check(client.key) if r.fixed_check is None else r.fixed_check
+                                                    for r in rules_list], plan, client, [], None)
         view: RequestView | None = None
         rules: list[CompiledRule] = []
         sets: list[LimitSet] = []
@@ -219,16 +245,9 @@ class Engine:
         for crule in plan.rules:
             kind = crule.kind
             if kind == "ip" and not crule.tiers:
-                cache = crule.ip_checks
-                check = cache.get(client.key)
-                if check is None:
-                    check = crule.check("ip:" + client.key)
-                    if len(cache) >= _IP_CHECKS:
-                        cache.clear()
-                    cache[client.key] = check
                 rules.append(crule)
                 sets.append(crule.base)
-                checks.append(check)
+                checks.append(crule.ip_check(client.key))
                 continue
             if crule.fixed_check is not None:  # global, no tiers: the same check every time
                 rules.append(crule)

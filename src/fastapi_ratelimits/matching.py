@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from starlette._utils import get_route_path
 from starlette.types import Scope
@@ -86,12 +86,14 @@ class RuleMatch:
         return pattern.regex.fullmatch(template) is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan(Generic[T]):
-    """The rules that apply to one (method, path), and the route that serves it."""
+    """The rules that apply to one (method, path), and the route that serves it.
+    ``extra`` is the user's (the engine keeps what it derives from ``rules`` there)."""
 
     rules: tuple[T, ...]
     route: RouteInfo | None
+    extra: Any = None
 
 
 class Matcher(Generic[T]):

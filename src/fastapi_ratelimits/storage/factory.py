@@ -32,7 +32,11 @@ def _redis_store_class() -> Any:
 
 
 def _check_client(client: Any) -> None:
-    import redis.asyncio
+    try:
+        import redis.asyncio
+    except ImportError:
+        raise ConfigError("storage= got a client but redis is not installed: pip install 'fastapi-ratelimits[redis]'"
+                          ) from None
 
     kinds: tuple[type, ...] = (redis.asyncio.Redis,)
     cluster = getattr(getattr(redis.asyncio, "cluster", None), "RedisCluster", None)

@@ -19,12 +19,12 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from support.servers import free_port
 
 from fastapi_ratelimits.admin import build_admin_router, mask_url, token_id
 from fastapi_ratelimits.config import LoadedConfig, RateLimitsConfig, config_hash, validate_data
 from fastapi_ratelimits.errors import StorageError
 from fastapi_ratelimits.metrics import Metrics, NoopMetrics
+from support.servers import free_port
 
 ENV = "TEST_RATELIMITS_ADMIN_TOKEN"
 TOKEN = "s3cret-token-for-tests-0123456789"

@@ -240,13 +240,13 @@ class FileWatcher:
         )
         try:
             for batch in changes:
-                self._call(loop, self._ready.set)
                 self._last_problem = None
                 self._check(loop)
                 if batch:
                     self.batches_seen += 1
                 else:
                     self.ticks_seen += 1
+                self._call(loop, self._ready.set)  # armed, and the file looked at since
                 if watched_directories(self.path) != dirs:
                     return  # a symlink now leads elsewhere: watch the new directories
         finally:

@@ -206,6 +206,8 @@ async def test_a_memory_only_algorithm_is_a_config_error(store: RedisStore) -> N
     register_algorithm("test_memory_only", MemoryOnly)
     with pytest.raises(ConfigError, match="no Lua implementation"):
         await store.decide([Check("m", "test_memory_only", "k", (lim(1),))])
+    with pytest.raises(ConfigError, match="unknown algorithm"):
+        await store.decide([Check("m", "no_such_algorithm", "k", (lim(1),))])
 
 
 # -- one round trip, scripts ------------------------------------------------------------------

@@ -37,7 +37,10 @@ def _read(path: str) -> str:
 
 def lua_path(algorithm: str) -> Path:
     """The Lua twin of ``algorithm``; ConfigError when it has none (memory only)."""
-    cls = get_algorithm(algorithm)
+    try:
+        cls = get_algorithm(algorithm)
+    except KeyError:
+        raise ConfigError(f"unknown algorithm {algorithm!r}") from None
     name = getattr(cls, "lua", None)
     if not name:
         raise ConfigError(f"algorithm {algorithm!r} has no Lua implementation, so it cannot run on Redis")

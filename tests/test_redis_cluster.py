@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+import redis.asyncio.cluster
 from hypothesis import HealthCheck, given, settings
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
@@ -221,6 +222,17 @@ async def test_a_paused_master_raises_storage_error_in_time(
             await asyncio.sleep(0.05)
     await store.reset()
     await store.aclose()
+
+
+async def test_a_ready_cluster_client_can_be_passed(cluster: RedisClusterServers, key_prefix: str) -> None:
+    client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[1])
+    store = RedisStore.connect(client, key_prefix=key_prefix, timeout_ms=3000)
+    assert store.is_cluster
+    check = Check("c", "sliding_window", "k", (lim(2), lim(3, 10 * MINUTE)))
+    assert [(await store.decide([check]))[0].allowed for _ in range(3)] == [True, True, False]
+    await store.aclose()
+    assert await store.reset() == 2  # the client passed in is still open
+    await client.aclose()
 
 
 def test_slots_of_one_rule_and_identity_agree(key_prefix: str) -> None:

@@ -365,13 +365,37 @@ async def test_the_pool_is_bounded_and_callers_wait(own_redis: RedisServer) -> N
 
 
 async def test_aclose_leaves_a_passed_client_open(redis_url: str, key_prefix: str) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    store = RedisStore(client, key_prefix=key_prefix, timeout_ms=2000)
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    store = RedisStore.connect(client, key_prefix=key_prefix, timeout_ms=2000)
     await store.decide([Check("c", "gcra", "k", (lim(3),))])
     await store.aclose()
     assert await client.ping()
     assert await RedisStore(client, key_prefix=key_prefix).reset() == 1
     await client.aclose()
+    with pytest.raises(TypeError):
+        RedisStore.connect(redis.Redis(), key_prefix=key_prefix)  # type: ignore[arg-type]
+
+
+async def test_a_url_store_closes_what_it_opened(redis_url: str, key_prefix: str) -> None:
+    name = f"rl-close-{key_prefix}"
+    url = redis_url + ("&" if "?" in redis_url else "?") + f"client_name={name}"
+    store = RedisStore.connect(url, key_prefix=key_prefix, timeout_ms=2000)
+    await asyncio.gather(*(store.decide([Check("c", "gcra", "k", (lim(9),))]) for _ in range(3)))
+    pool = store.client.connection_pool
+    assert isinstance(pool, redis.asyncio.BlockingConnectionPool) and pool.max_connections == 64
+    inspect = redis.asyncio.Redis.from_url(redis_url)
+
+    async def ours() -> int:
+        return sum(c.get("name") == name for c in await inspect.client_list())
+
+    assert await ours() >= 1
+    await store.reset()
+    await store.aclose()
+    deadline = time.monotonic() + 5
+    while await ours():  # the server sees the connections go
+        assert time.monotonic() < deadline, "the store left connections open"
+        await asyncio.sleep(0.01)
+    await inspect.aclose()
 
 
 # -- URLs ------------------------------------------------------------------------------------

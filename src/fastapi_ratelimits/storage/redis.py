@@ -90,6 +90,17 @@ class RedisStore:
         return cls(conn.client, key_prefix, timeout_ms, max_in_flight=conn.gate, owns_client=True,
                    closers=conn.closers)
 
+    @classmethod
+    def connect(cls, storage: str | AsyncClient, key_prefix: str = "rl", timeout_ms: int = 50,
+                pool_size: int = 64) -> RedisStore:
+        """A store on a URL (:meth:`from_url`) or on a ready client (kept open by
+        :meth:`aclose`): what ``install(app, storage=...)`` accepts."""
+        if isinstance(storage, str):
+            return cls.from_url(storage, key_prefix, timeout_ms, pool_size)
+        if not isinstance(storage, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+            raise TypeError(f"storage must be a URL or a redis.asyncio client, not {type(storage).__name__}")
+        return cls(storage, key_prefix, timeout_ms)
+
     # -- plumbing ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager

@@ -147,9 +147,10 @@ def validate_data(data: Any, source: str = "<config>", locs: Locations | None = 
         cfg = RateLimitsConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            path = _data_path(data, err.get("loc", ()))
+            loc = tuple(err.get("loc", ()))
+            path = _data_path(data, loc)
             msg, prefer_key = _message(err, path)
-            problems.add(path, msg, prefer_key)
+            problems.add(path, msg, prefer_key or (bool(loc) and loc[-1] == "[key]"))
         problems.raise_if_any()
         raise  # pragma: no cover
     semantic_checks(cfg, problems.add, extra_identities)

@@ -13,7 +13,7 @@ from typing import Any
 from .locations import PathT
 
 MAX_BYTES = 2 * 1024 * 1024
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 MAX_DEPTH = 64
 
 

@@ -16,6 +16,7 @@ there), event by event, and the data is built here without recursion:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ _MAP_TAGS = {None, "!", _T + "map"}
 _SEQ_TAGS = {None, "!", _T + "seq"}
 _SCALAR_TAGS = {_T + name for name in ("null", "bool", "int", "float", "str", "timestamp")}
 
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")
+_FLOAT = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})\.[0-9]{1,17}")
 _EXPECT_KEY = object()
 _MERGE = object()
 
@@ -68,6 +71,7 @@ class _Builder:
         self.root: Any = None
         self.resolver = Resolver()
         self.constructor = SafeConstructor()
+        self.plain_cache: dict[str, Any] = {}
 
     # -- where the next value goes ------------------------------------------------
     def _child_path(self) -> PathT:
@@ -109,18 +113,19 @@ class _Builder:
 
     # -- events -------------------------------------------------------------------
     def feed(self, ev: Any) -> None:
-        if isinstance(ev, yaml.ScalarEvent):
-            if self._expecting_key():
+        kind = type(ev)
+        if kind is yaml.ScalarEvent:
+            if self.stack and self.stack[-1].key is _EXPECT_KEY and isinstance(self.stack[-1].obj, dict):
                 self._key(ev)
             else:
                 self._scalar(ev)
-        elif isinstance(ev, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             self._start(ev)
-        elif isinstance(ev, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             self._end()
-        elif isinstance(ev, yaml.AliasEvent):
+        elif kind is yaml.AliasEvent:
             self._alias(ev)
-        elif isinstance(ev, yaml.DocumentStartEvent):
+        elif kind is yaml.DocumentStartEvent:
             self.documents += 1
             if self.documents > 1:
                 raise SourceError("a rules file holds one YAML document (found a second '---')",
@@ -145,26 +150,39 @@ class _Builder:
         pos = _pos(ev.start_mark)
         self._count(1, ev.start_mark, path)
         self.locs.values.setdefault(path, pos)
-        tag = ev.tag
-        if tag is None or tag == "!":
-            tag = self.resolver.resolve(yaml.ScalarNode, ev.value, ev.implicit)  # type: ignore[no-untyped-call]
-        if tag == _T + "str":
-            value: Any = ev.value
-        elif tag not in _SCALAR_TAGS:
-            raise SourceError(f"the tag {_short_tag(str(ev.tag))} is not allowed here (plain values only)",
-                              *pos, path=path)
+        plain = ev.tag is None and not ev.style and len(ev.value) <= 32
+        if plain and ev.value in self.plain_cache:
+            value = self.plain_cache[ev.value]
         else:
-            node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
-            try:
-                value = self.constructor.yaml_constructors[tag](self.constructor, node)
-            except Exception as exc:
-                shown = ev.value if len(ev.value) <= 40 else ev.value[:37] + "..."
-                reason = getattr(exc, "problem", None) or str(exc)
-                raise SourceError(f"{shown!r} cannot be read as {_short_tag(tag)}: {reason[:120]}",
-                                  *pos, path=path) from None
+            value = self._construct(ev, pos, path)
+            if plain and len(self.plain_cache) < 10_000:
+                self.plain_cache[ev.value] = value  # only immutable scalars get here
         if ev.anchor is not None:
             self.anchors[ev.anchor] = (value, 1)
         self._add(value, 1, pos)
+
+    def _construct(self, ev: Any, pos: tuple[int, int], path: PathT) -> Any:
+        tag = ev.tag
+        if tag is None and not ev.style:  # common plain numbers, without the resolver's round trip
+            if _DECIMAL.fullmatch(ev.value):
+                return int(ev.value)
+            if _FLOAT.fullmatch(ev.value):
+                return float(ev.value)
+        if tag is None or tag == "!":
+            tag = self.resolver.resolve(yaml.ScalarNode, ev.value, ev.implicit)  # type: ignore[no-untyped-call]
+        if tag == _T + "str":
+            return ev.value
+        if tag not in _SCALAR_TAGS:
+            raise SourceError(f"the tag {_short_tag(str(ev.tag))} is not allowed here (plain values only)",
+                              *pos, path=path)
+        node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+        try:
+            return self.constructor.yaml_constructors[tag](self.constructor, node)
+        except Exception as exc:
+            shown = ev.value if len(ev.value) <= 40 else ev.value[:37] + "..."
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise SourceError(f"{shown!r} cannot be read as {_short_tag(tag)}: {reason[:120]}",
+                              *pos, path=path) from None
 
     def _start(self, ev: Any) -> None:
         if self._expecting_key():

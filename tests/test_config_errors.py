@@ -54,7 +54,7 @@ CASES = [
     Case("unknown-default-algorithm", text("version: 1", "defaults:", "  algorithm: leaky"), "3:14",
          "defaults.algorithm", "unknown algorithm 'leaky'"),
     Case("unknown-scope", text(*RULE, "    scope: usr"), "6:12", "rules[0].scope",
-         "unknown identity 'usr' (known: global, ip;"),
+         "unknown identity 'usr' (known: "),
     Case("unknown-default-scope", text("version: 1", "defaults:", "  scope: tenant"), "3:10", "defaults.scope",
          "unknown identity 'tenant'"),
     Case("bad-identity", text("version: 1", "identities:", "  user: head:X-User"), "3:9", "identities.user",

@@ -1,9 +1,9 @@
 """Parsing of rates (``20/second``, ``5/30s``, ``10 per 5 minutes``) and durations.
 
-The parser is a single anchored regular expression over input whose length is
-capped, so it is linear in its input. Every bound is checked: a rate that cannot be
-meant (zero, negative, absurdly large, zero-length window) is an error, never a
-silent default.
+The parser is a single anchored regular expression with possessive quantifiers over
+input whose length is capped, so it is linear in its input. Every bound is checked:
+a rate that cannot be meant (zero, negative, absurdly large, zero-length window) is
+an error, never a silent default.
 """
 
 from __future__ import annotations
@@ -41,15 +41,17 @@ _UNITS_US = {
     "days": 86_400_000_000,
 }
 
-# Digit runs are bounded so the pattern stays linear, but wider than the limits allow,
-# so that "99999999999/second" is reported as too large rather than as "not a rate".
+# Possessive quantifiers (``*+``) never give back what they matched, so no part of the
+# input is tried twice and matching is linear; the input is also capped at MAX_INPUT.
+# Digit runs are bounded, but wider than the limits allow, so that "99999999999/second"
+# is reported as too large rather than as "not a rate".
 _RATE = re.compile(
-    r"\s*(?P<n>[+-]?\d{1,20})\s*(?:/|\s+per\s+)\s*(?P<mult>\d{1,15}(?:\.\d{1,9})?)?\s*"
-    r"(?P<unit>[A-Za-z]{1,12})\s*",
+    r"\s*+(?P<n>[+-]?\d{1,20}+)\s*+(?:/|(?<=\s)per\s++)\s*+(?P<mult>\d{1,15}+(?:\.\d{1,9}+)?)?\s*+"
+    r"(?P<unit>[A-Za-z]{1,12}+)\s*+",
     re.IGNORECASE,
 )
 _DURATION = re.compile(
-    r"\s*(?P<mult>\d{1,15}(?:\.\d{1,9})?)\s*(?P<unit>[A-Za-z]{1,12})?\s*", re.IGNORECASE
+    r"\s*+(?P<mult>\d{1,15}+(?:\.\d{1,9}+)?)\s*+(?P<unit>[A-Za-z]{1,12}+)?\s*+", re.IGNORECASE
 )
 
 

@@ -373,7 +373,7 @@ def test_cli_check_prints_every_problem_of_every_file(tmp_path: Path) -> None:
     bad.write_text(text("version = 2", "[storage]", "url = 'ftp://x'"))
     done = _cli("check", str(good), str(bad))
     assert done.returncode == 1
-    assert done.stdout.startswith(f"{good}: OK (1 rules, hash ")
+    assert done.stdout.startswith(f"{good}: OK (1 rule, hash ")
     assert done.stderr.splitlines() == [
         f"{bad}:1:11: version: 2 is not a supported version (this release reads version: 1)",
         f"{bad}:3:7: storage.url: 'ftp://x' is not a storage URL (use memory://, redis://host:6379/0, rediss://..., "

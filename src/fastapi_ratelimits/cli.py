@@ -69,7 +69,8 @@ def _run_check(args: argparse.Namespace) -> int:
                 _print_err(problem)
             status = 1
             continue
-        print(f"{file}: OK ({len(loaded.config.rules)} rules, hash {loaded.hash})")
+        n = len(loaded.config.rules)
+        print(f"{file}: OK ({n} rule{'' if n == 1 else 's'}, hash {loaded.hash})")
         if not args.quiet:
             for line in _summary(loaded):
                 print(line)

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-import tomllib
 import yaml
 
 from fastapi_ratelimits.config import json_schema, json_schema_text
@@ -73,7 +73,7 @@ def test_every_field_and_section_has_a_description() -> None:
     missing = [name for name, sub in fields if not sub.get("description")]
     assert missing == []
     sections = schema["$defs"]
-    assert len(sections) >= 10
+    assert len(sections) == 9  # storage, client_ip, defaults, exempt, rule, match, override, when, admin
     assert [name for name, sub in sections.items() if not sub.get("description")] == []
     assert schema.get("description")
     for name, sub in sections.items():

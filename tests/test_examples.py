@@ -32,7 +32,9 @@ def test_example_loads_and_is_explained(path: Path) -> None:
     text = path.read_text()
     comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
     assert len(comments) >= 3, "each example says what it is for"
-    if path.suffix != ".toml":
+    if path.suffix == ".toml":
+        assert text.startswith("#:schema ../schemas/ratelimits.schema.json\n")  # Taplo's directive
+    else:
         assert text.startswith("# yaml-language-server: $schema=../schemas/ratelimits.schema.json\n")
 
 

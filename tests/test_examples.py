@@ -80,3 +80,43 @@ def test_paid_tiers_override_by_plan_header() -> None:
     api = load_config(EXAMPLES / "paid-tiers.yaml", env={}).config.rules[0]
     assert [o.when.header for o in api.overrides] == [{"X-Plan": "pro"}, {"X-Plan": ["enterprise", "partner"]}]
     assert api.overrides[0].rates() == [Rate(50, 1_000_000), Rate(1_000_000, 86_400_000_000)]
+
+
+def _readme_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## The rules file")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
+
+
+def test_readme_snippets_of_the_rules_file_are_valid() -> None:
+    import re
+
+    from fastapi_ratelimits.config import load_text
+
+    blocks = re.findall(r"```yaml\n(.*?)```", _readme_section(), re.S)
+    assert len(blocks) >= 8
+    checked = 0
+    for block in blocks:
+        if block.lstrip().startswith("# yaml-language-server") and "version" not in block:
+            continue  # the editor line alone
+        text = block if "version:" in block else "version: 1\nidentities: {user: header:X-User-ID}\n" + block
+        if block.startswith("identities:"):
+            text = "version: 1\n" + block
+        load_text(text, "README.md", env={})
+        checked += 1
+    assert checked >= 8
+
+
+def test_readme_error_example_is_what_the_loader_says(tmp_path: Path) -> None:
+    from test_config_errors import CASES
+
+    case = next(c for c in CASES if c.id == "unknown-unit")
+    path = tmp_path / "ratelimits.yaml"
+    path.write_text(str(case.content))
+    from fastapi_ratelimits import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    shown = str(info.value).replace(str(tmp_path) + "/", "")
+    assert f"```text\n{shown}\n```" in _readme_section()

@@ -389,3 +389,18 @@ def test_cli_never_shows_a_traceback(tmp_path: Path, content: bytes) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith(f"{path}")
     assert "Traceback" not in done.stderr
+
+
+def test_a_file_with_thousands_of_errors_reports_the_first_hundred(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    rules = "".join(f"  - {{name: r{i}, match: {{path: /a}}, limit: 5/minit}}\n" for i in range(3000))
+    path.write_text("version: 1\nrules:\n" + rules)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert time.perf_counter() - start < 2.0
+    problems = info.value.problems
+    assert len(problems) == 101
+    assert problems[0].startswith(f"{path}:3:42: rules[0].limit: '5/minit' is not a rate")
+    assert problems[99].startswith(f"{path}:102:43: rules[99].limit: ")
+    assert problems[100] == f"{path}: ... and 2900 more problems"

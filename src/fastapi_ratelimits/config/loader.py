@@ -48,12 +48,17 @@ def config_hash(config: RateLimitsConfig) -> str:
 
 
 class Problems:
-    """The problems found in one source, each with its position, raised together."""
+    """The problems found in one source, each with its position, raised together.
+    At most MAX_PROBLEMS are kept; the rest are counted."""
+
+    MAX_PROBLEMS = 100
 
     def __init__(self, source: str, locs: Locations) -> None:
         self.source = source
         self.locs = locs
         self.items: list[tuple[tuple[int, int], str]] = []
+        self.seen: set[str] = set()
+        self.dropped = 0
 
     def add(self, path: PathT, message: str, prefer_key: bool = False,
             pos: tuple[int | None, int | None] | None = None) -> None:
@@ -66,12 +71,19 @@ class Problems:
                 prefix += f":{col}"
         field_part = f" {format_path(path)}:" if path else ""
         text = f"{prefix}:{field_part} {message}"
-        if all(text != m for _, m in self.items):
-            self.items.append(((line or 0, col or 0), text))
+        if text in self.seen:
+            return
+        if len(self.items) >= self.MAX_PROBLEMS:
+            self.dropped += 1
+            return
+        self.seen.add(text)
+        self.items.append(((line or 0, col or 0), text))
 
     def raise_if_any(self) -> None:
         if self.items:
             msgs = [m for _, m in sorted(self.items, key=lambda x: x[0])]
+            if self.dropped:
+                msgs.append(f"{self.source}: ... and {self.dropped} more problems")
             head = msgs[0] if len(msgs) == 1 else f"{len(msgs)} problems:\n  " + "\n  ".join(msgs)
             raise ConfigError(head, msgs)
 
@@ -107,7 +119,7 @@ def _message(err: Mapping[str, Any], path: PathT) -> tuple[str, bool]:
     value = err.get("input")
     if kind == "extra_forbidden":
         key = path[-1] if path else "?"
-        return (f"unknown key {key!r} (a typo? unknown keys are refused so that a limit is "
+        return (f"unknown key {_shown(key)} (a typo? unknown keys are refused so that a limit is "
                 "never silently off)"), True
     if kind == "missing":
         if path == ("version",):

@@ -212,11 +212,11 @@ class Defaults(_Model):
     """Values of the rules that do not give their own."""
 
     algorithm: str = Field(
-        "sliding_window",
+        "sliding_window", min_length=1, max_length=64,
         description="Algorithm of rules that name none: " + ", ".join(BUILTIN_ALGORITHMS) + ", or a registered one.",
         examples=list(BUILTIN_ALGORITHMS),
     )
-    scope: str = Field("ip", description="Identity (scope) of rules that name none.", examples=["ip", "global"])
+    scope: str = Field("ip", min_length=1, max_length=64, description="Identity (scope) of rules that name none.", examples=["ip", "global"])
     headers: HeaderMode = Field("ietf", description="RateLimit headers: ietf, legacy, both or none.")
     status: int = Field(429, ge=400, le=599, description="HTTP status of a refusal (400-599).")
     on_missing_identity: OnMissing = Field(
@@ -332,11 +332,11 @@ class Rule(_LimitsMixin):
     name: str = Field(description="Unique; names the counters, headers and metrics (letters, digits, _ . -).")
     match: Match = Field(description="Which requests this rule applies to.")
     scope: str | None = Field(
-        None, description="The identity that keys the counters: ip, global, or a name under identities.",
+        None, min_length=1, max_length=64, description="The identity that keys the counters: ip, global, or a name under identities.",
         examples=["ip", "global", "user"],
     )
     algorithm: str | None = Field(
-        None, description=", ".join(BUILTIN_ALGORITHMS) + ", or a registered one (default: defaults.algorithm).",
+        None, min_length=1, max_length=64, description=", ".join(BUILTIN_ALGORITHMS) + ", or a registered one (default: defaults.algorithm).",
         examples=list(BUILTIN_ALGORITHMS),
     )
     capacity: float | None = Field(

@@ -140,7 +140,8 @@ class _Builder:
             return
         key = str(ev.value)
         if key in top.seen:
-            raise SourceError(f"duplicate key {key!r}", *pos, path=(*top.path, key))
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            raise SourceError(f"duplicate key {shown!r}", *pos, path=(*top.path, key))
         top.seen.add(key)
         self.locs.keys[(*top.path, key)] = pos
         top.key = key

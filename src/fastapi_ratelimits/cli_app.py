@@ -55,18 +55,18 @@ def _covers(engine: Engine, crule: CompiledRule, method: str, template: str, nam
     return crule.match.matches_template(method, template, name)
 
 
-def check_app(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+def check_app(app_spec: str, loaded: LoadedConfig) -> int:
     """Rules that match no route (exit 1) and routes no rule covers."""
     try:
-        app = load_app(args.app)
+        app = load_app(app_spec)
     except Exception as exc:
-        print(f"--app {args.app}: cannot load it ({type(exc).__name__}: {exc})", file=sys.stderr)
+        print(f"--app {app_spec}: cannot load it ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 1
     engine = _engine(loaded, app)
     ops = _operations(app)
     unmatched: list[str] = []
     covered: set[tuple[str, str]] = set()
-    print(f"rules against the routes of {args.app}:")
+    print(f"rules against the routes of {app_spec}:")
     for crule in engine.rules:
         hits = [(m, t) for m, t, n in ops if _covers(engine, crule, m, t, n)]
         if not hits:
@@ -173,9 +173,10 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
-    """Register ``explain`` and ``demo`` on the CLI's subparsers."""
-    p = sub.add_parser("explain", help="which rules apply to a request, with their keys and limits")
+def add_explain(sub: Any) -> None:
+    """The ``explain`` subcommand."""
+    p = sub.add_parser("explain", help="which rules apply to a request, with their keys and limits",
+                       description="Print every rule that applies to a request, with its key and limits.")
     p.add_argument("file")
     p.add_argument("method")
     p.add_argument("path", help="the request path, with an optional ?query")
@@ -183,7 +184,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--ip", default="203.0.113.7", help="the peer address (default 203.0.113.7)")
     p.add_argument("--app", help="module:attr of the app, for router-aware matching")
     p.set_defaults(func=explain)
-    p = sub.add_parser("demo", help="serve an example app protected by a rules file")
+
+
+def add_demo(sub: Any) -> None:
+    """The ``demo`` subcommand."""
+    p = sub.add_parser("demo", help="serve an example app protected by a rules file",
+                       description="Serve an example app protected by a rules file (memory storage), for curl.")
     p.add_argument("--config", help="rules file (default: config-examples/quickstart.yaml)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")

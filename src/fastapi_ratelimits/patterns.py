@@ -24,15 +24,55 @@ MAX_PATTERN = 512
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
 
 
+_ANY = None  # "could start with any character"
+
+
+def _first_chars(items: Any) -> frozenset[int] | None:
+    """The characters a parsed (sub)pattern can start with, or None for "any / unknown".
+    Conservative: whatever it cannot tell is "any"."""
+    for op, av in items:
+        if op is _sre_parse.LITERAL:
+            return frozenset((av,))
+        if op is _sre_parse.IN:
+            chars: set[int] = set()
+            for iop, iav in av:
+                if iop is _sre_parse.LITERAL:
+                    chars.add(iav)
+                elif iop is _sre_parse.RANGE and iav[1] - iav[0] < 256:
+                    chars.update(range(iav[0], iav[1] + 1))
+                else:
+                    return _ANY
+            return frozenset(chars)
+        if op is _sre_parse.SUBPATTERN:
+            return _first_chars(av[-1])
+        if op is _sre_parse.AT:
+            continue  # ^ $ \b take no character
+        return _ANY
+    return _ANY
+
+
+def _overlap(branches: list[Any]) -> bool:
+    firsts = [_first_chars(b) for b in branches]
+    if any(f is _ANY for f in firsts):
+        return True
+    seen: set[int] = set()
+    for f in firsts:
+        assert f is not None
+        if seen & f:
+            return True
+        seen |= f
+    return False
+
+
 def _check_no_nested_repeats(pattern: str) -> None:
-    """Refuse regexes with nested unbounded repeats (``(a+)+``): they backtrack
-    exponentially, and Python's ``re`` has no time limit."""
+    """Refuse the regexes that backtrack exponentially on a failing input: nested
+    unbounded repeats (``(a+)+``, ``(a*b?)*``) and, inside an unbounded repeat, an
+    alternation whose branches can start with the same character (``(a|ab)*``,
+    ``(\\w|\\d)+``). Python's ``re`` has no time limit, and the regex runs on every
+    request path. The check is conservative: when in doubt it refuses."""
     parsed = _sre_parse.parse(pattern)
     repeats = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT}
-    try:
-        possessive = {_sre_parse.POSSESSIVE_REPEAT}
-    except AttributeError:  # pragma: no cover
-        possessive = set()
+    possessive = {getattr(_sre_parse, "POSSESSIVE_REPEAT", None)} - {None}
 
     def walk(items: Any, inside_repeat: bool) -> None:
         for op, av in items:
@@ -40,13 +80,18 @@ def _check_no_nested_repeats(pattern: str) -> None:
                 _lo, hi, sub = av
                 unbounded = hi is _sre_parse.MAXREPEAT or hi > 16
                 if unbounded and inside_repeat:
-                    raise ValueError("nested repeats such as (a+)+ can take exponential time")
+                    raise ValueError("nested repeats such as (a+)+ can take exponential time; "
+                                     "write a single repeat, e.g. a+")
                 walk(sub, inside_repeat or unbounded)
             elif op in possessive:
                 walk(av[2], inside_repeat)
             elif op is _sre_parse.SUBPATTERN:
                 walk(av[-1], inside_repeat)
             elif op is _sre_parse.BRANCH:
+                if inside_repeat and _overlap(av[1]):
+                    raise ValueError("a repeated alternation whose branches can start alike, such as "
+                                     "(a|ab)*, can take exponential time; make the branches start "
+                                     "with different characters")
                 for branch in av[1]:
                     walk(branch, inside_repeat)
             elif op in (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT):

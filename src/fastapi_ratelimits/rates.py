@@ -1,13 +1,14 @@
 """Parsing of rates (``20/second``, ``5/30s``, ``10 per 5 minutes``) and durations.
 
-The parser is a single anchored regular expression over input whose length is
-capped, so it is linear in its input. Every bound is checked: a rate that cannot be
-meant (zero, negative, absurdly large, zero-length window) is an error, never a
-silent default.
+The parser is a single anchored regular expression with possessive quantifiers over
+input whose length is capped, so it is linear in its input. Every bound is checked:
+a rate that cannot be meant (zero, negative, absurdly large, zero-length window) is
+an error, never a silent default.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -40,14 +41,31 @@ _UNITS_US = {
     "days": 86_400_000_000,
 }
 
+# Possessive quantifiers (``*+``) never give back what they matched, so no part of the
+# input is tried twice and matching is linear; the input is also capped at MAX_INPUT.
+# Digit runs are bounded, but wider than the limits allow, so that "99999999999/second"
+# is reported as too large rather than as "not a rate".
 _RATE = re.compile(
-    r"\s*(?P<n>[+-]?\d{1,12})\s*(?:/|\s+per\s+)\s*(?P<mult>\d{1,9}(?:\.\d{1,6})?)?\s*"
-    r"(?P<unit>[A-Za-z]{1,12})\s*",
+    r"\s*+(?P<n>[+-]?\d{1,20}+)\s*+(?:/|(?<=\s)per\s++)\s*+(?P<mult>\d{1,15}+(?:\.\d{1,9}+)?)?\s*+"
+    r"(?P<unit>[A-Za-z]{1,12}+)\s*+",
     re.IGNORECASE,
 )
 _DURATION = re.compile(
-    r"\s*(?P<mult>\d{1,9}(?:\.\d{1,6})?)\s*(?P<unit>[A-Za-z]{1,12})?\s*", re.IGNORECASE
+    r"\s*+(?P<mult>\d{1,15}+(?:\.\d{1,9}+)?)\s*+(?P<unit>[A-Za-z]{1,12}+)?\s*+", re.IGNORECASE
 )
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_UNITS_JSON = "|".join(_any_case(u) for u in sorted(_UNITS_US, key=len, reverse=True))
+#: the rate syntax as an ECMA-262 pattern, for the JSON Schema (the parser has the last word)
+RATE_JSON_PATTERN = (
+    rf"^\s*\+?\d{{1,20}}\s*(?:/|\s+{_any_case('per')}\s+)\s*(?:\d{{1,15}}(?:\.\d{{1,9}})?)?\s*"
+    rf"(?:{_UNITS_JSON})\s*$"
+)
+DURATION_JSON_PATTERN = rf"^\s*\d{{1,15}}(?:\.\d{{1,9}})?\s*(?:{_UNITS_JSON})?\s*$"
 
 RATE_HINT = "use N/second|minute|hour|day, N/30s, N/5m or 'N per 10 seconds'"
 
@@ -118,8 +136,8 @@ def parse_duration_us(value: object) -> int:
     """Parse ``5s``, ``500ms``, ``2m`` or a number of seconds into microseconds."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration (use 500ms, 5s, 2m)")
-    if isinstance(value, (int, float)):
-        if value < 0 or value > 86_400:
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0 or value > 86_400:
             raise ValueError(f"{value!r}: a duration is between 0 and 86400 seconds")
         return round(value * 1_000_000)
     if not isinstance(value, str) or len(value) > MAX_INPUT:

@@ -5,6 +5,10 @@ State ``(window_index, current, previous)``. Two integers a key, O(1). It assume
 previous window's requests were spread evenly; in the worst case (all of them at its
 very end) a sliding window of one window's length can hold up to ``2 * limit``, while
 every aligned window holds at most ``limit``.
+
+Products of counts and windows are taken as floats (``float(n - cost) * w``), as the Lua
+twin does on doubles: an exact integer product can pass 2**53 for large limits and long
+windows and round differently.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ class SlidingWindow(Algorithm):
             retry = ceil_us(start + 2 * w - now)
         elif cur + cost <= n:
             # within this window, once the previous window's weight has decayed enough
-            retry = ceil_us(start + w - (n - cost - cur) * w / prev - now)
+            retry = ceil_us(start + w - float(n - cost - cur) * w / prev - now)
         else:
             # in the next window, where this window's count becomes the weighted one
-            retry = ceil_us(start + w + w - (n - cost) * w / cur - now)
+            retry = ceil_us(start + w + w - float(n - cost) * w / cur - now)
         return LimitResult(False, n, floor_units(n - est), reset, max(1, retry)), (win, cur, prev)
 
     @staticmethod

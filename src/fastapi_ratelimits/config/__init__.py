@@ -13,10 +13,11 @@ from .models import (
     StorageConfig,
     When,
 )
-from .schema import json_schema
+from .schema import json_schema, json_schema_text
+from .urls import redact_url
 
 __all__ = [
     "AdminConfig", "ClientIPConfig", "Defaults", "Exempt", "LoadedConfig", "Match", "Override",
-    "RateLimitsConfig", "Rule", "StorageConfig", "When", "config_hash", "json_schema",
-    "load_config", "load_text", "validate_data",
+    "RateLimitsConfig", "Rule", "StorageConfig", "When", "config_hash", "json_schema", "json_schema_text",
+    "load_config", "load_text", "redact_url", "validate_data",
 ]

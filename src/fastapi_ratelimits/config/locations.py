@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 PathT = tuple[str | int, ...]
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+MAX_SHOWN_PARTS = 12
+
+
 def format_path(path: Sequence[str | int]) -> str:
+    """``("rules", 1, "limit")`` -> ``rules[1].limit``. Keys that are not plain names are
+    quoted (``identities['a b']``), so no odd character of a file reaches a terminal raw;
+    very deep paths are shortened."""
     out = ""
-    for part in path:
-        if isinstance(part, int):
+    parts = list(path)
+    if len(parts) > MAX_SHOWN_PARTS:
+        parts = parts[:MAX_SHOWN_PARTS]
+    for part in parts:
+        if not isinstance(part, str | int) or isinstance(part, bool):
+            out += f"[{_quote(repr(part))}]"
+        elif isinstance(part, int):
             out += f"[{part}]"
-        elif out:
-            out += f".{part}"
+        elif _PLAIN_KEY.fullmatch(part):
+            out += f".{part}" if out else part
         else:
-            out = str(part)
+            out += f"[{_quote(part)}]"
+    if len(path) > MAX_SHOWN_PARTS:
+        out += "..."
     return out or "(top level)"
+
+
+def _quote(key: str) -> str:
+    shown = key if len(key) <= 40 else key[:37] + "..."
+    return ascii(shown)
 
 
 @dataclass

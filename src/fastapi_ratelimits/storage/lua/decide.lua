@@ -1,0 +1,101 @@
+-- fastapi-ratelimits: one decision for a batch of checks, all-or-nothing, in one call.
+--
+-- Composed by storage/scripts.py: this file, with its marker line (below ALGORITHMS) replaced
+-- by the algorithm files (token_bucket.lua, ...), each adding its entry to ALGORITHMS.
+--
+-- KEYS: one key per limit of every check, in order.
+-- ARGV: now_us ('' = read the server clock with TIME; a number pins it, for tests),
+--       dry ('1' = peek only, nothing is written), number of checks, then per check:
+--         algorithm, shadow ('1'/'0'), cost, number of limits, then per limit:
+--           limit, window_us, burst, max_delay_us, ttl_ms
+-- Reply: {now_us, then per check: committed (1/0), then per limit of that check:
+--           allowed (1/0), remaining, reset_us, retry_after_us, delay_us}
+--
+-- Every limit of every check is peeked first, reading only. Then, unless dry, every
+-- check that allowed is committed when every enforced (non-shadow) check allowed:
+-- a refused request takes nothing from any limit. Every key written gets its TTL here.
+
+if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5; a no-op since
+
+local EPS = 1e-9
+
+local function ceil_us(x)
+  return math.max(0, math.ceil(x))
+end
+
+local function floor_units(x)
+  return math.max(0, math.floor(x + EPS))
+end
+
+local ALGORITHMS = {}
+
+--@ALGORITHMS@
+
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local dry = ARGV[2] == '1'
+local n_checks = tonumber(ARGV[3])
+
+local checks = {}
+local a = 4
+local k = 1
+local admitted = true
+for i = 1, n_checks do
+  local name = ARGV[a]
+  local algo = ALGORITHMS[name]
+  if algo == nil then
+    return redis.error_reply('ERR fastapi-ratelimits: no Lua implementation of algorithm ' .. name)
+  end
+  local check = {algo = algo, shadow = ARGV[a + 1] == '1', ok = true, limits = {}}
+  local cost = tonumber(ARGV[a + 2])
+  local n_limits = tonumber(ARGV[a + 3])
+  a = a + 4
+  for j = 1, n_limits do
+    local p = {
+      limit = tonumber(ARGV[a]),
+      window_us = tonumber(ARGV[a + 1]),
+      burst = tonumber(ARGV[a + 2]),
+      max_delay_us = tonumber(ARGV[a + 3]),
+    }
+    local ttl_ms = tonumber(ARGV[a + 4])
+    a = a + 5
+    local key = KEYS[k]
+    k = k + 1
+    local allowed, remaining, reset_us, retry_us, delay_us, pending = algo.peek(key, now, cost, p)
+    if allowed ~= 1 then
+      check.ok = false
+    end
+    check.limits[j] = {key, ttl_ms, pending, allowed, remaining, reset_us, retry_us, delay_us}
+  end
+  if not check.ok and not check.shadow then
+    admitted = false
+  end
+  checks[i] = check
+end
+
+local reply = {now}
+for i = 1, n_checks do
+  local check = checks[i]
+  local commit = (not dry) and admitted and check.ok
+  if commit then
+    for j = 1, #check.limits do
+      local l = check.limits[j]
+      check.algo.commit(l[1], l[3], l[2])
+    end
+  end
+  reply[#reply + 1] = commit and 1 or 0
+  for j = 1, #check.limits do
+    local l = check.limits[j]
+    reply[#reply + 1] = l[4]
+    reply[#reply + 1] = l[5]
+    reply[#reply + 1] = l[6]
+    reply[#reply + 1] = l[7]
+    reply[#reply + 1] = l[8]
+  end
+end
+return reply

@@ -1,0 +1,239 @@
+"""The Redis store: every decision is one call of one Lua script, time from Redis ``TIME``.
+
+Keys are ``{prefix}:{<rule>:<identity>}:<algorithm>:<window_us>``; the hash tag keeps
+every limit of one rule and identity in one Redis Cluster slot. On a single server (or
+Sentinel master) a decision is one ``EVALSHA`` carrying every key of every check,
+however many rules and limits apply, and it is exactly all-or-nothing: every limit is
+read first, and only when every enforced check allowed is anything written (each key
+with its TTL, in the same script).
+
+Redis Cluster: checks whose keys live on different slots cannot share one script call.
+The store then sends one dry call per slot (concurrently), and only when every enforced
+check allowed, one real call per slot (concurrently). A refused request therefore takes
+nothing from any rule in the common case. What is left is a race of about one round
+trip: if another client takes the last units of a slot between the dry call and the
+real one, that slot refuses and writes nothing, while the slots that allowed have
+already committed (their results say ``committed=True``). The request is refused, and
+the other rules were charged for it. Keys of one rule and identity never span slots, so
+one rule's limits stay exactly all-or-nothing; only requests that several rules keyed
+on different identities apply to, on a cluster, can see this.
+
+The script is loaded once (``SCRIPT LOAD``) and called by its SHA; a server that lost it
+(``SCRIPT FLUSH``, restart, failover) answers ``NOSCRIPT`` and the store loads it again
+and retries once. Every call runs under a deadline of ``timeout_ms``; a timeout, a lost
+connection or a reply that makes no sense raise :class:`~fastapi_ratelimits.errors.StorageError`
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError
+
+from ..errors import StorageError
+from .base import Check, CheckResult
+from .keys import KeyFilter, check_keys, check_prefix
+from .redis_batch import SCAN_COUNT, UNLINK_BATCH, Call, decide_steps, decode, encode, group_by, scan_reply, text
+from .redis_connect import async_connect
+from .scripts import Script, ScriptCache
+
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+
+def slot_of(prefix: str, check: Check) -> int:
+    return key_slot(check_keys(prefix, check)[0].encode())
+
+
+class RedisStore:
+    """A :class:`~fastapi_ratelimits.storage.base.Store` on Redis (``redis.asyncio``).
+
+    ``client`` is a ready ``redis.asyncio.Redis`` or ``RedisCluster`` (it stays the
+    caller's: :meth:`aclose` leaves it open), or use :meth:`from_url`.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        key_prefix: str = "rl",
+        timeout_ms: int = 50,
+        *,
+        max_in_flight: int | None = None,
+        owns_client: bool = False,
+        closers: Sequence[Callable[[], Awaitable[Any]]] = (),
+    ) -> None:
+        if timeout_ms <= 0:
+            raise ValueError("timeout_ms must be positive")
+        self.client = client
+        self.key_prefix = check_prefix(key_prefix)
+        self.timeout_ms = timeout_ms
+        self.is_cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._timeout = timeout_ms / 1000
+        self._scripts = ScriptCache()
+        self._loaded: str | None = None
+        self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._owns = owns_client
+        self._closers = list(closers)
+
+    @classmethod
+    def from_url(cls, url: str, key_prefix: str = "rl", timeout_ms: int = 50, pool_size: int = 64) -> RedisStore:
+        """A store on ``url`` (see :mod:`.urls`), with a pool of at most ``pool_size``
+        connections (per node on a cluster) that callers wait on, up to the deadline."""
+        conn = async_connect(url, timeout_ms, pool_size)
+        return cls(conn.client, key_prefix, timeout_ms, max_in_flight=conn.gate, owns_client=True,
+                   closers=conn.closers)
+
+    @classmethod
+    def connect(cls, storage: str | AsyncClient, key_prefix: str = "rl", timeout_ms: int = 50,
+                pool_size: int = 64) -> RedisStore:
+        """A store on a URL (:meth:`from_url`) or on a ready client (kept open by
+        :meth:`aclose`): what ``install(app, storage=...)`` accepts."""
+        if isinstance(storage, str):
+            return cls.from_url(storage, key_prefix, timeout_ms, pool_size)
+        if not isinstance(storage, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+            raise TypeError(f"storage must be a URL or a redis.asyncio client, not {type(storage).__name__}")
+        return cls(storage, key_prefix, timeout_ms)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except StorageError:
+            raise
+        except TimeoutError:
+            raise StorageError(f"redis did not {what} within {self.timeout_ms} ms") from None
+        except Exception as exc:
+            raise StorageError(f"redis could not {what}: {type(exc).__name__}: {exc}") from exc
+
+    async def _command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._gate is None:
+            return await self.client.execute_command(*args, **kwargs)
+        async with self._gate:
+            return await self.client.execute_command(*args, **kwargs)
+
+    async def _load(self, script: Script) -> None:
+        sha = text(await self._command("SCRIPT LOAD", script.text))
+        if sha != script.sha:
+            raise StorageError(f"redis loaded the script as {sha}, expected {script.sha}")
+        self._loaded = script.sha
+
+    async def _evalsha(self, script: Script, args: tuple[str | int, ...]) -> Any:
+        if self._loaded != script.sha:
+            await self._load(script)
+        try:
+            return await self._command(*args)
+        except NoScriptError:
+            await self._load(script)
+            return await self._command(*args)
+
+    async def _call(self, script: Script, checks: Sequence[Check], call: Call, now_us: int | None) -> list[CheckResult]:
+        indices, dry = call
+        part = [checks[i] for i in indices]
+        reply = await self._evalsha(script, encode(self.key_prefix, part, now_us, dry).evalsha(script))
+        return decode(part, reply)
+
+    async def _decide(self, checks: Sequence[Check], now_us: int | None, dry: bool) -> list[CheckResult]:
+        if not checks:
+            return []
+        script = self._scripts.covering(c.algorithm for c in checks)
+        place = (lambda c: slot_of(self.key_prefix, c)) if self.is_cluster else None
+        steps = decide_steps(checks, group_by(checks, place), dry)
+        async with self._deadline("decide" if not dry else "peek"):
+            calls = next(steps)
+            while True:
+                if len(calls) == 1:
+                    results = [await self._call(script, checks, calls[0], now_us)]
+                else:
+                    results = await _gather([self._call(script, checks, c, now_us) for c in calls])
+                try:
+                    calls = steps.send(results)
+                except StopIteration as done:
+                    out: list[CheckResult] = done.value
+                    return out
+
+    # -- the Store protocol -----------------------------------------------------------
+
+    async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
+        """Decide every check at once (see the module docstring); ``now_us`` pins the
+        time instead of Redis ``TIME`` (tests only)."""
+        return await self._decide(checks, now_us, dry=False)
+
+    async def peek(self, check: Check, now_us: int | None = None) -> CheckResult:
+        """What ``decide`` would answer for ``check`` alone, writing nothing."""
+        return (await self._decide([check], now_us, dry=True))[0]
+
+    async def reset(self, rule: str | None = None, key: str | None = None) -> int:
+        """Remove one key of one rule, every key of a rule, or every key under the
+        prefix (``SCAN MATCH`` on every master, never ``KEYS``). Returns how many keys
+        were removed. Every round trip has the store's deadline."""
+        f = KeyFilter.of(self.key_prefix, rule, key)
+        targets: list[Any] = (
+            list(self.client.get_primaries()) if isinstance(self.client, redis.asyncio.cluster.RedisCluster)
+            else [None]
+        )
+        removed = 0
+        for node in targets:
+            extra = {} if node is None else {"target_nodes": node}
+            cursor = 0
+            while True:
+                async with self._deadline("scan"):
+                    reply = await self._command("SCAN", cursor, "MATCH", f.pattern, "COUNT", SCAN_COUNT, **extra)
+                cursor, keys = scan_reply(reply)
+                removed += await self._unlink([k for k in keys if f.matches(k)])
+                if cursor == 0:
+                    break
+        return removed
+
+    async def _unlink(self, keys: list[str]) -> int:
+        groups: dict[int, list[str]] = {}
+        for k in keys:
+            groups.setdefault(key_slot(k.encode()) if self.is_cluster else 0, []).append(k)
+        removed = 0
+        for group in groups.values():
+            for i in range(0, len(group), UNLINK_BATCH):
+                async with self._deadline("unlink"):
+                    removed += int(await self._command("UNLINK", *group[i : i + UNLINK_BATCH]))
+        return removed
+
+    async def ping(self) -> None:
+        """Raise StorageError unless Redis answers within the deadline."""
+        async with self._deadline("answer PING"):
+            await self._command("PING")
+
+    async def aclose(self) -> None:
+        """Close the client when this store made it (``from_url``); a client passed in
+        stays open."""
+        if not self._owns:
+            return
+        self._owns = False
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+            if isinstance(self.client, redis.asyncio.Redis):
+                await self.client.connection_pool.disconnect()
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def _gather(calls: list[Awaitable[list[CheckResult]]]) -> list[list[CheckResult]]:
+    """Run the calls concurrently; raise the first failure once all are done."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+from .redis_sync import SyncRedisStore  # noqa: E402  (re-exported: the sync face)
+
+__all__ = ["RedisStore", "SyncRedisStore"]

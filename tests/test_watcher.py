@@ -1,0 +1,353 @@
+"""The rules file watcher on real files in temporary directories.
+
+Each test writes the file the way operators do (in place, atomic rename, Kubernetes
+``..data`` symlink swap, ...) and waits, with a deadline of one second, for the callback;
+the measured latencies are printed (run with ``-s`` to see them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fastapi_ratelimits.reload import FileWatcher
+
+DEADLINE_S = 1.0  # the contract: new rules in force within one second
+
+
+class Recorder:
+    """An on_change callback that records when it ran and what the file held then."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.calls: list[tuple[float, str | None]] = []
+
+    async def __call__(self) -> None:
+        try:
+            text: str | None = self.path.read_text()
+        except FileNotFoundError:
+            text = None
+        self.calls.append((time.monotonic(), text))
+
+    async def wait_for(self, predicate_text: str, since: float, what: str) -> float:
+        """Wait (at most DEADLINE_S after ``since``) for a call that saw ``predicate_text``."""
+        while True:
+            for at, text in self.calls:
+                if at >= since and text == predicate_text:
+                    latency = at - since
+                    print(f"\n  watcher latency [{what}]: {latency * 1000:.1f} ms")
+                    return latency
+            if time.monotonic() - since > DEADLINE_S:
+                raise AssertionError(f"{what}: no callback seeing {predicate_text!r} within {DEADLINE_S}s; "
+                                     f"calls: {self.calls}")
+            await asyncio.sleep(0.002)
+
+
+async def wait_batches(watcher: FileWatcher, more_than: int, within: float = 2.0) -> None:
+    """Wait until the watcher has looked at a new batch of events, then at a quiet tick
+    (so every event of the burst has been checked; a change found is counted before)."""
+    deadline = time.monotonic() + within
+    while watcher.batches_seen <= more_than:
+        if time.monotonic() > deadline:
+            raise AssertionError("the watcher never looked at the event")
+        await asyncio.sleep(0.002)
+    ticks = watcher.ticks_seen
+    while watcher.ticks_seen <= ticks:
+        if time.monotonic() > deadline:
+            raise AssertionError("the watcher never went quiet")
+        await asyncio.sleep(0.002)
+
+
+async def started(path: Path, rec: Recorder, **kw: int) -> FileWatcher:
+    w = FileWatcher(path, rec, **kw)
+    await w.start()
+    await asyncio.wait_for(w.wait_ready(), 2.0)
+    return w
+
+
+def write_in_place(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def test_in_place_write_calls_back_within_a_second(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("version: 1\n")
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        for i in range(3):
+            t = time.monotonic()
+            write_in_place(f, f"version: 1  # edit {i}\n")
+            await rec.wait_for(f"version: 1  # edit {i}\n", t, f"in-place write #{i}")
+        assert [text for _, text in rec.calls][-1] == "version: 1  # edit 2\n"
+    finally:
+        await w.stop()
+
+
+async def test_atomic_rename_calls_back_within_a_second(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("v0")
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        for i in range(3):  # the inode changes every time: the watch must follow the name
+            t = time.monotonic()
+            write_atomically(f, f"v{i + 1}")
+            await rec.wait_for(f"v{i + 1}", t, f"atomic rename #{i}")
+    finally:
+        await w.stop()
+
+
+def k8s_publish(configmap_dir: Path, version: str, text: str) -> None:
+    """What the kubelet's atomic writer does for a ConfigMap volume."""
+    data_dir = configmap_dir / f"..{version}"
+    data_dir.mkdir()
+    (data_dir / "ratelimits.yaml").write_text(text)
+    old = os.readlink(configmap_dir / "..data") if (configmap_dir / "..data").is_symlink() else None
+    tmp_link = configmap_dir / "..data_tmp"
+    os.symlink(data_dir.name, tmp_link)
+    os.replace(tmp_link, configmap_dir / "..data")  # the atomic swap
+    if not (configmap_dir / "ratelimits.yaml").is_symlink():
+        os.symlink("..data/ratelimits.yaml", configmap_dir / "ratelimits.yaml")
+    if old is not None:
+        shutil.rmtree(configmap_dir / old)
+
+
+async def test_kubernetes_symlink_swap_calls_back_within_a_second(tmp_path: Path) -> None:
+    cm = tmp_path / "config"
+    cm.mkdir()
+    k8s_publish(cm, "2026_01_01_00_00_00.1", "first")
+    f = cm / "ratelimits.yaml"
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        for i, text in enumerate(["second", "third", "fourth"], start=2):
+            t = time.monotonic()
+            k8s_publish(cm, f"2026_01_01_00_00_00.{i}", text)
+            await rec.wait_for(text, t, f"..data symlink swap #{i - 1}")
+        assert f.read_text() == "fourth"
+    finally:
+        await w.stop()
+
+
+async def test_in_place_write_to_a_symlink_target_elsewhere(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "shared").mkdir()
+    target = tmp_path / "shared" / "limits.yaml"
+    target.write_text("a")
+    link = tmp_path / "app" / "ratelimits.yaml"
+    os.symlink(target, link)
+    rec = Recorder(link)
+    w = await started(link, rec)
+    try:
+        t = time.monotonic()
+        write_in_place(target, "b")  # nothing happens in the link's own directory
+        await rec.wait_for("b", t, "write to symlink target")
+    finally:
+        await w.stop()
+
+
+async def test_deleted_file_keeps_quiet_and_its_return_calls_back(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("rules")
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        before = w.batches_seen
+        with caplog.at_level(logging.WARNING, logger="fastapi_ratelimits.reload"):
+            f.unlink()
+            await wait_batches(w, before)
+        assert rec.calls == [] and w.changes_reported == 0  # the last rules stay in force
+        assert any("is gone" in r.getMessage() for r in caplog.records)
+        t = time.monotonic()
+        f.write_text("rules again")
+        await rec.wait_for("rules again", t, "recreated after deletion")
+    finally:
+        await w.stop()
+
+
+async def test_unrelated_files_and_touches_do_not_call_back(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("same")
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        before = w.batches_seen
+        (tmp_path / "app.log").write_text("noise")
+        (tmp_path / "ratelimits.yaml.swp").write_text("editor swap file")
+        os.utime(f)  # mtime changes, content does not
+        write_atomically(f, "same")  # new inode, same bytes
+        await wait_batches(w, before)
+        assert w.changes_reported == 0
+        assert rec.calls == []
+        t = time.monotonic()
+        write_in_place(f, "different")  # and it still sees real changes
+        await rec.wait_for("different", t, "real change after noise")
+    finally:
+        await w.stop()
+
+
+async def test_a_burst_of_writes_is_coalesced_and_the_last_version_wins(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("v0")
+    running = 0
+    overlapped = False
+    rec = Recorder(f)
+
+    async def slow_callback() -> None:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        await rec()
+        await asyncio.sleep(0.02)  # a reload takes a little time; callbacks must not overlap
+        running -= 1
+
+    w = FileWatcher(f, slow_callback)
+    await w.start()
+    await w.wait_ready()
+    try:
+        t = 0.0
+        first = time.monotonic()
+        for i in range(20):  # about 40-60 ms of writes, as a sync tool or a slow editor does
+            write_in_place(f, f"v{i + 1}")
+            t = time.monotonic()
+            await asyncio.sleep(0.002)
+        await rec.wait_for("v20", t, "burst of 20 writes, from the last write")
+        burst_s = t - first
+        print(f"  burst of 20 writes over {burst_s * 1000:.0f} ms -> {len(rec.calls)} callback(s)")
+        # At most one callback per debounce window (50 ms) of the burst, and one for its end.
+        assert 1 <= len(rec.calls) <= min(10, 2 + int(burst_s / 0.05))
+        assert not overlapped
+    finally:
+        await w.stop()
+
+
+async def test_a_write_right_after_start_is_not_lost(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("old")
+    rec = Recorder(f)
+    w = FileWatcher(f, rec)
+    await w.start()  # no wait_ready: the write may land before the notifications are armed
+    try:
+        t = time.monotonic()
+        write_in_place(f, "new")
+        await rec.wait_for("new", t, "write right after start")
+    finally:
+        await w.stop()
+
+
+async def test_a_missing_directory_is_waited_for(tmp_path: Path) -> None:
+    d = tmp_path / "not-yet"
+    f = d / "ratelimits.yaml"
+    rec = Recorder(f)
+    w = await started(f, rec)
+    try:
+        d.mkdir()
+        t = time.monotonic()
+        f.write_text("arrived")
+        await rec.wait_for("arrived", t, "directory created after start")
+    finally:
+        await w.stop()
+
+
+async def test_a_failing_callback_is_logged_and_the_watcher_goes_on(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("0")
+    rec = Recorder(f)
+    fail = True
+
+    async def callback() -> None:
+        await rec()
+        if fail:
+            raise RuntimeError("reload exploded")
+
+    w = FileWatcher(f, callback)
+    await w.start()
+    await w.wait_ready()
+    try:
+        with caplog.at_level(logging.ERROR, logger="fastapi_ratelimits.reload"):
+            t = time.monotonic()
+            write_in_place(f, "1")
+            await rec.wait_for("1", t, "first (failing) callback")
+            deadline = time.monotonic() + DEADLINE_S
+            while not any("reload callback failed" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the failure was not logged"
+                await asyncio.sleep(0.002)
+        fail = False
+        t = time.monotonic()
+        write_in_place(f, "2")
+        await rec.wait_for("2", t, "callback after a failure")
+    finally:
+        await w.stop()
+
+
+async def test_stop_leaves_no_task_or_thread_and_is_idempotent(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("x")
+    threads_before = set(threading.enumerate())
+    tasks_before = asyncio.all_tasks()
+    rec = Recorder(f)
+    w = await started(f, rec)
+    assert w.running
+    assert set(threading.enumerate()) - threads_before, "the watch thread should be running"
+    assert asyncio.all_tasks() - tasks_before, "the dispatch task should be running"
+    write_in_place(f, "y")
+    await rec.wait_for("y", time.monotonic() - 0.001, "before stop")
+    t = time.monotonic()
+    await w.stop()
+    stop_s = time.monotonic() - t
+    print(f"\n  stop() took {stop_s * 1000:.1f} ms")
+    assert stop_s < 0.5
+    assert not w.running
+    assert set(threading.enumerate()) == threads_before
+    assert asyncio.all_tasks() == tasks_before
+    await w.stop()  # idempotent
+    # Stopped means stopped: a later change does not call back.
+    write_in_place(f, "z")
+    await asyncio.sleep(0.2)
+    assert [text for _, text in rec.calls] == ["y"]
+    # And it can be started again.
+    await w.start()
+    try:
+        t = time.monotonic()
+        write_in_place(f, "again")
+        await rec.wait_for("again", t, "after restart")
+    finally:
+        await w.stop()
+    assert set(threading.enumerate()) == threads_before
+    assert asyncio.all_tasks() == tasks_before
+
+
+async def test_stop_cancels_a_callback_in_progress(tmp_path: Path) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("x")
+    entered = asyncio.Event()
+
+    async def never_ends() -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    tasks_before = asyncio.all_tasks()
+    w = FileWatcher(f, never_ends)
+    await w.start()
+    await w.wait_ready()
+    write_in_place(f, "y")
+    await asyncio.wait_for(entered.wait(), DEADLINE_S)
+    await asyncio.wait_for(w.stop(), 1.0)
+    assert asyncio.all_tasks() == tasks_before

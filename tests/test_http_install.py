@@ -1,11 +1,12 @@
 """install(): validation, the middleware stack, lifespans, TestClient/httpx, the handle
-(reload, reset, status, decide, listeners), storage errors, the injectable clock."""
+(reload, reset, status, decide, listeners), the injectable clock. Storage errors are
+tested on a real Redis in test_http_redis.py."""
 
 from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from fastapi_ratelimits import ConfigError, RateLimitMiddleware, ReloadResult, StorageError, install
-from fastapi_ratelimits.storage.base import Check, CheckResult
-from fastapi_ratelimits.storage.memory import MemoryStore
+from fastapi_ratelimits import ConfigError, RateLimitMiddleware, ReloadResult, install
 from support.apps import client, rules, standard_app, statuses
 
 ALL = {"name": "all", "match": {"path": "/**"}, "limit": "2/hour", "algorithm": "sliding_window_log"}
@@ -252,58 +251,6 @@ async def test_status_reset_and_decide_outside_http() -> None:
         assert (await limits.decide("jobs", "x", cost=3)).allowed
         with pytest.raises(KeyError):
             await limits.status("nope", "x")
-
-
-class FlakyStore(MemoryStore):
-    """A memory store that can be taken down: decide() raises StorageError like a dead Redis."""
-
-    down = False
-
-    async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
-        if self.down:
-            raise StorageError("connection refused")
-        return await super().decide(checks, now_us)
-
-
-async def _with_flaky_store(storage_on_error: str, **rule: Any) -> tuple[Any, FlakyStore]:
-    app = standard_app()
-    limits = install(app, rules({**ALL, **rule}, storage={"on_error": storage_on_error, "instances": 2}))
-    store = FlakyStore()
-    limits._store = store  # the store the app would have opened, but one we can break
-    return app, store
-
-
-async def test_storage_down_on_error_allow_lets_requests_through() -> None:
-    app, store = await _with_flaky_store("allow")
-    store.down = True
-    async with client(app) as c:
-        assert await statuses(c, "GET", "/health", 5) == [200] * 5
-
-
-async def test_storage_down_on_error_deny_answers_503() -> None:
-    app, store = await _with_flaky_store("deny")
-    store.down = True
-    async with client(app) as c:
-        r = await c.get("/health")
-    assert r.status_code == 503
-    assert r.json() == {"detail": "Rate limiter unavailable"}
-
-
-async def test_storage_down_on_error_local_enforces_a_share_of_the_limit_per_process() -> None:
-    app, store = await _with_flaky_store("local", limit="4/hour")
-    store.down = True
-    async with client(app) as c:
-        # 4/hour over 2 instances: 2 per process while the store is down
-        assert await statuses(c, "GET", "/health", 3) == [200, 200, 429]
-        store.down = False
-        assert await statuses(c, "GET", "/health", 1) == [200]
-
-
-async def test_a_rule_can_override_on_error() -> None:
-    app, store = await _with_flaky_store("allow", on_error="deny")
-    store.down = True
-    async with client(app) as c:
-        assert (await c.get("/health")).status_code == 503
 
 
 async def test_the_clock_option_drives_the_windows() -> None:

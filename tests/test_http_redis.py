@@ -1,0 +1,142 @@
+"""install() on a real Redis: shared counters, the same all-or-nothing, and on_error when
+Redis is gone or stalls."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import redis.asyncio
+
+from fastapi_ratelimits import install
+from support.apps import client, rules, standard_app, statuses
+from support.servers import RedisServer, free_port, wait_until
+from support.uvicorn import uvicorn_server
+
+LOG = {"algorithm": "sliding_window_log"}
+
+
+def redis_storage(url: str, prefix: str, **extra: object) -> dict[str, object]:
+    return {"url": url, "key_prefix": prefix, **extra}
+
+
+async def test_layered_limits_on_redis_never_drain_the_shared_one(redis_url: str, key_prefix: str) -> None:
+    app = standard_app()
+    limits = install(app, rules(
+        {"name": "everyone", "match": {"path": "/api/**"}, "scope": "global", "limit": "10/hour"},
+        {"name": "per-user", "match": {"path": "/api/**"}, "scope": "user", "limit": "3/hour"},
+        identities={"user": "header:X-User-ID"}, defaults=LOG, storage=redis_storage(redis_url, key_prefix),
+    ))
+    try:
+        async with client(app) as c:
+            a = await statuses(c, "GET", "/api/search", 12, headers={"X-User-ID": "alice"})
+            assert a == [200] * 3 + [429] * 9
+            assert (await limits.status("everyone", ""))["limits"][0]["remaining"] == 7
+            for user in ("bob", "carol"):
+                assert await statuses(c, "GET", "/api/search", 3, headers={"X-User-ID": user}) == [200] * 3
+            assert await statuses(c, "GET", "/api/search", 2, headers={"X-User-ID": "dave"}) == [200, 429]
+        assert type(limits.store).__name__ == "RedisStore"
+    finally:
+        await limits.reset()
+        await limits.shutdown()
+
+
+async def test_a_ready_redis_client_as_storage(redis_url: str, key_prefix: str) -> None:
+    redis_client = redis.asyncio.Redis.from_url(redis_url)
+    app = standard_app()
+    limits = install(app, rules({"name": "r", "match": {"path": "/health"}, "limit": "2/hour", **LOG},
+                                storage={"key_prefix": key_prefix}), storage=redis_client)
+    try:
+        async with client(app) as c:
+            assert await statuses(c, "GET", "/health", 3) == [200, 200, 429]
+        await limits.reset()
+        await limits.shutdown()
+        assert await redis_client.ping()  # the caller's client stays open
+    finally:
+        await redis_client.aclose()
+
+
+def _dead_redis(storage_on_error: str, **rule: object) -> tuple[object, object]:
+    app = standard_app()
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    limits = install(app, rules({"name": "r", "match": {"path": "/health"}, "limit": "4/hour", **LOG, **rule},
+                                storage={"url": url, "on_error": storage_on_error, "timeout_ms": 200, "instances": 2}))
+    return app, limits
+
+
+async def test_redis_down_on_error_allow() -> None:
+    app, _ = _dead_redis("allow")
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 6) == [200] * 6
+
+
+async def test_redis_down_on_error_deny() -> None:
+    app, _ = _dead_redis("deny")
+    async with client(app) as c:
+        r = await c.get("/health")
+    assert r.status_code == 503 and r.json() == {"detail": "Rate limiter unavailable"}
+
+
+async def test_redis_down_on_error_local_and_a_rule_override() -> None:
+    app, _ = _dead_redis("local")
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 3) == [200, 200, 429]  # 4/hour over 2 instances
+    app, _ = _dead_redis("allow", on_error="deny")
+    async with client(app) as c:
+        assert (await c.get("/health")).status_code == 503
+
+
+async def test_a_stalled_redis_costs_at_most_the_timeout(own_redis: RedisServer, key_prefix: str) -> None:
+    app = standard_app()
+    install(app, rules({"name": "r", "match": {"path": "/health"}, "limit": "100/hour", **LOG},
+                       storage={"url": own_redis.url, "key_prefix": key_prefix, "on_error": "allow",
+                                "timeout_ms": 100}))
+    async with client(app) as c:
+        assert (await c.get("/health")).headers["ratelimit"] == '"r";r=99;t=3600'
+        own_redis.pause()
+        try:
+            t0 = time.perf_counter()
+            r = await c.get("/health")
+            elapsed = time.perf_counter() - t0
+        finally:
+            own_redis.resume()
+        assert r.status_code == 200 and "ratelimit" not in r.headers  # let through, unlimited
+        assert elapsed < 0.6, elapsed
+        later = await c.get("/health")
+    # back on Redis, the counter carried on; the call that timed out may have run on Redis
+    # once it woke up (a client timeout cannot take back a script the server received)
+    assert later.headers["ratelimit"] in ('"r";r=98;t=3600', '"r";r=97;t=3600')
+
+
+def test_workers_share_counters_on_redis(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
+    path = tmp_path / "ratelimits.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        storage: {{url: "{redis_url}", key_prefix: {key_prefix}}}
+        defaults: {{algorithm: sliding_window_log}}
+        exempt: {{paths: [/health]}}
+        rules:
+          - {{name: work, match: {{path: /work}}, limit: 5/hour}}
+        """))
+    with uvicorn_server("http_apps.workers:app", "--workers", "3", env={"RL_TEST_CONFIG": str(path)},
+                        ready_path="/health", timeout=60) as url:
+        pids: set[int] = set()
+
+        def several_workers_answer() -> bool:
+            with httpx.Client(base_url=url) as c:
+                pids.add(c.get("/health").json()["pid"])
+            return len(pids) >= 2
+
+        wait_until(several_workers_answer, 60, interval=0.05, what="two uvicorn workers answering")
+        codes: list[int] = []
+        served: Counter[int] = Counter()
+        for _ in range(30):
+            with httpx.Client(base_url=url) as c:
+                r = c.get("/work")
+            codes.append(r.status_code)
+            served[r.json()["pid"]] += 1
+    assert codes == [200] * 5 + [429] * 25  # one limit for the whole app, whichever worker answers
+    assert len(served) >= 2

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .headers import rate_limit_headers
+from .storage.memory import MemoryStore
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -60,12 +61,13 @@ class RateLimitMiddleware:
                     store = await limits._ensure_store()
                 clock = limits._clock_us
                 now = clock() if clock is not None else None
-                if limits._decision_listeners:
-                    t0 = time.perf_counter()
-                    decision = await engine.decide_prepared(prep, store, limits._local, now)
-                    limits._notify_decision(decision, time.perf_counter() - t0)
+                t0 = time.perf_counter() if limits._decision_listeners else 0.0
+                if type(store) is MemoryStore:
+                    decision = engine.decide_in_process(prep, store, now)
                 else:
                     decision = await engine.decide_prepared(prep, store, limits._local, now)
+                if t0:
+                    limits._notify_decision(decision, time.perf_counter() - t0)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
             decision = None

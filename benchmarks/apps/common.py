@@ -1,0 +1,21 @@
+"""What every benchmark app shares: the route, the limits and the environment knobs.
+
+BENCH_SCENARIO=allowed: a limit no run can reach (every request passes the limiter).
+BENCH_SCENARIO=refused: a limit of 1 a day (every request after the first is refused).
+BENCH_STORAGE=memory|redis, BENCH_REDIS_URL, BENCH_ALGORITHM, BENCH_PREFIX.
+"""
+
+from __future__ import annotations
+
+import os
+
+SCENARIO = os.environ.get("BENCH_SCENARIO", "allowed")
+STORAGE = os.environ.get("BENCH_STORAGE", "memory")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+ALGORITHM = os.environ.get("BENCH_ALGORITHM", "sliding_window")
+PREFIX = os.environ.get("BENCH_PREFIX", "bench")
+
+ALLOWED_N = 1_000_000_000
+LIMIT_N, LIMIT_PERIOD = (ALLOWED_N, "second") if SCENARIO == "allowed" else (1, "day")
+LIMIT_TEXT = f"{LIMIT_N}/{LIMIT_PERIOD}"
+PERIOD_SECONDS = 1 if LIMIT_PERIOD == "second" else 86_400

@@ -222,7 +222,7 @@ def test_the_plan_cache_is_bounded_and_dropped_when_routes_change() -> None:
     for i in range(100):
         plan = matcher.plan({"type": "http", "method": "GET", "path": f"/a/{i}", "root_path": ""})
         assert plan.rules == ("rule",) and plan.route is not None
-    assert len(matcher._cache) == 16
+    assert 1 <= len(matcher._cache) <= 16  # bounded: emptied when full
 
     @app.get("/b")
     async def b() -> None: ...

@@ -128,7 +128,10 @@ class ClientIPResolver:
 
     def resolve(self, scope: Scope) -> ClientIP:
         client = scope.get("client")
-        peer = self.peer(client[0] if client else "")
+        host = client[0] if client else ""
+        peer = self._cache.get(host)
+        if peer is None:
+            peer = self.peer(host)
         if not self.trusted or not in_networks(peer.ip, self.trusted):
             return peer
         xff: list[bytes] = []

@@ -29,6 +29,7 @@ from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
 from .fallback import after_store_error
+from .headers import MODE_BITS, Admit, admit_for, admitted_headers
 from .identity import Identity, RequestView, compile_identities, lookup
 from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
 from .rates import Rate, window_label
@@ -52,6 +53,7 @@ class LimitSet:
     item_prefixes: tuple[bytes, ...]  # b'"search";r='
     cost: int
     local: tuple[LimitParams, ...]  # limit / storage.instances, for on_error: local
+    delays: bool = False  # some limit may make an admitted request wait (max_delay > 0)
 
 
 def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
@@ -73,7 +75,8 @@ def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | No
         windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
     policy = ", ".join(f'"{n}";q={p.limit};w={w}' for n, p, w in zip(names, params, windows, strict=True))
     prefixes = tuple(f'"{n}";r='.encode() for n in names)
-    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local))
+    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local),
+                    any(p.max_delay_us > 0 for p in params))
 
 
 class Condition:
@@ -108,8 +111,8 @@ class Condition:
 class CompiledRule:
     """One rule, ready for requests."""
 
-    __slots__ = ("algorithm", "base", "fixed_check", "headers", "identity", "index", "ip_checks", "kind", "match",
-                 "name", "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
+    __slots__ = ("algorithm", "base", "fixed_check", "header_bits", "headers", "identity", "index", "ip_checks", "kind",
+                 "match", "name", "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
 
     def __init__(self, rule: Rule, index: int, config: RateLimitsConfig, identity: Identity) -> None:
         d = config.defaults
@@ -122,6 +125,7 @@ class CompiledRule:
         self.shadow = rule.mode == "shadow"
         # a shadow rule is invisible to clients unless the rule itself asks for headers
         self.headers = rule.headers or ("none" if self.shadow else d.headers)
+        self.header_bits = MODE_BITS[self.headers]
         self.status = rule.status or d.status
         self.on_error = rule.on_error or config.storage.on_error
         self.skip_missing = (rule.on_missing_identity or d.on_missing_identity) == "skip"
@@ -181,13 +185,48 @@ class Prepared:
     skipped: list[str]  # rules skipped for a missing identity
     # identities still to await (async callables): (index in rules, awaitable)
     pending: list[tuple[int, Any]] | None = None
+    # headers and delay of the request once the store admitted it (None: refused)
+    admit: Admit | None = None
+
+    def admitted(self, results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        """The headers and queue delay (us) when the store's ``results`` admit the
+        request; None when a rule refused (then :func:`verdict` decides)."""
+        if self.admit is not None:
+            return self.admit(results)
+        return admitted_headers(self.rules, self.sets, results)
 
 
-def _simple_plan(rules: Sequence[CompiledRule]) -> tuple[list[CompiledRule], list[LimitSet]] | bool:
-    """For rules keyed by the client address or by nothing (``ip``, ``global``, no tiers):
-    the rules and their limit sets, the same for every request of the plan. Else False."""
-    if all(not r.tiers and (r.kind == "ip" or r.fixed_check is not None) for r in rules):
-        return list(rules), [r.base for r in rules]
+class _Simple:
+    """A plan whose rules are keyed by the client address or by nothing (``ip``, ``global``,
+    no tiers): the same rules and limit sets for every request, so the :class:`Prepared`
+    of each client is built once and kept (bounded; nothing mutates it: it never has
+    pending identities)."""
+
+    __slots__ = ("admit", "by_client", "plan", "rules", "sets")
+
+    def __init__(self, plan: Plan[CompiledRule]) -> None:
+        self.plan = plan
+        self.rules = list(plan.rules)
+        self.sets = [r.base for r in plan.rules]
+        self.admit = admit_for(self.rules, self.sets)
+        self.by_client: dict[str, Prepared] = {}
+
+    def prepared(self, client: ClientIP) -> Prepared:
+        key = client.key
+        prep = self.by_client.get(key)
+        if prep is None:
+            checks = [r.ip_check(key) if r.fixed_check is None else r.fixed_check for r in self.rules]
+            prep = Prepared(self.rules, self.sets, checks, self.plan, client, [], None, self.admit)
+            if len(self.by_client) >= _IP_CHECKS:
+                self.by_client.clear()
+            self.by_client[key] = prep
+        return prep
+
+
+def _simple_plan(plan: Plan[CompiledRule]) -> _Simple | bool:
+    """A :class:`_Simple` for a plan whose rules need nothing but the client address; else False."""
+    if all(not r.tiers and (r.kind == "ip" or r.fixed_check is not None) for r in plan.rules):
+        return _Simple(plan)
     return False
 
 
@@ -232,11 +271,10 @@ class Engine:
             return None
         simple = plan.extra
         if simple is None:  # once per plan: do its rules need anything but the client address?
-            simple = plan.extra = _simple_plan(plan.rules)
+            simple = plan.extra = _simple_plan(plan)
         if simple is not False:
-            rules_list, sets_list = simple
-            return Prepared(rules_list, sets_list, [r.ip_check(client.key) if r.fixed_check is None else r.fixed_check
-                                                    for r in rules_list], plan, client, [], None)
+            prep: Prepared | None = simple.by_client.get(client.key)  # type: ignore[union-attr]
+            return prep if prep is not None else simple.prepared(client)  # type: ignore[union-attr]
         view: RequestView | None = None
         rules: list[CompiledRule] = []
         sets: list[LimitSet] = []
@@ -319,9 +357,14 @@ class Engine:
         try:
             results = await store.decide(prep.checks, now_us)
         except Exception as exc:  # StorageError, or anything a store lets slip: never a 500
-            res, error, fallback = await after_store_error(exc, local, prep.checks, prep.rules, prep.sets, now_us)
-            return verdict(prep.rules, prep.sets, res, error, fallback)
+            return await self.after_error(exc, prep, local, now_us)
         return verdict(prep.rules, prep.sets, results)
+
+    async def after_error(self, exc: BaseException, prep: Prepared, local: Store, now_us: int | None = None,
+                          ) -> Decision:
+        """The decision once the store failed with ``exc``: what ``on_error`` says."""
+        res, error, fallback = await after_store_error(exc, local, prep.checks, prep.rules, prep.sets, now_us)
+        return verdict(prep.rules, prep.sets, res, error, fallback)
 
     def decide_in_process(self, prep: Prepared, store: MemoryStore, now_us: int | None = None) -> Decision:
         """:meth:`decide_prepared` for the memory store, without a coroutine (it never waits)."""

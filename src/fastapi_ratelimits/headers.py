@@ -19,9 +19,14 @@ are computed once per config (``LimitSet.policy``); per request only numbers are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .decision import Decision
+
+if TYPE_CHECKING:
+    from .engine import CompiledRule, LimitSet
+    from .storage.base import CheckResult
 
 RATELIMIT = b"ratelimit"
 RATELIMIT_POLICY = b"ratelimit-policy"
@@ -32,6 +37,10 @@ RETRY_AFTER = b"retry-after"
 
 _IETF = frozenset(("ietf", "both"))
 _LEGACY = frozenset(("legacy", "both"))
+#: header modes as bits: what ``CompiledRule.header_bits`` holds
+IETF_BIT = 1
+LEGACY_BIT = 2
+MODE_BITS = {"none": 0, "ietf": IETF_BIT, "legacy": LEGACY_BIT, "both": IETF_BIT | LEGACY_BIT}
 
 
 def _ceil_s(us: int) -> int:
@@ -78,3 +87,84 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> lis
     if not decision.allowed:
         out.append((RETRY_AFTER, b"%d" % max(1, decision.retry_after)))
     return out
+
+
+def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult],
+                     ) -> tuple[list[tuple[bytes, bytes]], int] | None:
+    """The headers and the queue delay (microseconds) of a request every enforced rule
+    admitted, straight from the store's results; None when one refused (then the full
+    :func:`~fastapi_ratelimits.engine.verdict` and :func:`rate_limit_headers` answer).
+
+    The same headers :func:`rate_limit_headers` writes for the admitted decision: every
+    admitted check was committed, so remaining counts are the store's as they are.
+    """
+    delay = 0
+    policies: list[bytes] | None = None
+    items: list[bytes] | None = None
+    tight: tuple[int, int, int] | None = None
+    for crule, ls, res in zip(rules, sets, results, strict=True):
+        if not res.allowed:
+            if not crule.shadow:
+                return None
+        elif ls.delays and not crule.shadow:
+            for lr in res.results:
+                if lr.delay_us > delay:
+                    delay = lr.delay_us
+        bits = crule.header_bits
+        if not bits or not res.results:
+            continue
+        if bits & IETF_BIT:
+            if policies is None:
+                policies = [ls.policy]
+                items = []
+            else:
+                policies.append(ls.policy)
+            prefixes = ls.item_prefixes
+            i = 0
+            for lr in res.results:
+                reset = lr.reset_us
+                items.append(b"%s%d;t=%d" % (prefixes[i], lr.remaining,  # type: ignore[union-attr]
+                                             -(-reset // 1_000_000) if reset > 0 else 0))
+                i += 1
+        if bits & LEGACY_BIT:
+            for lr in res.results:
+                cand = (lr.remaining, -lr.reset_us, lr.limit)
+                if tight is None or cand < tight:
+                    tight = cand
+    out: list[tuple[bytes, bytes]] = []
+    if policies is not None:
+        out.append((RATELIMIT_POLICY, b", ".join(policies)))
+        out.append((RATELIMIT, b", ".join(items)))  # type: ignore[arg-type]
+    if tight is not None:
+        out.append((X_LIMIT, b"%d" % tight[2]))
+        out.append((X_REMAINING, b"%d" % tight[0]))
+        out.append((X_RESET, b"%d" % _ceil_s(-tight[1])))
+    return out, delay
+
+
+#: what an admitted request's headers and queue delay come from (see :func:`admitted_headers`)
+Admit = Callable[[Sequence["CheckResult"]], "tuple[list[tuple[bytes, bytes]], int] | None"]
+
+
+def admit_for(rules: Sequence[CompiledRule], sets: Sequence[LimitSet]) -> Admit:
+    """:func:`admitted_headers` for these rules and limit sets, specialised once per plan
+    for the common shape (one enforced ``ietf`` rule of one limit)."""
+    if len(rules) == 1 and len(sets[0].params) == 1 and rules[0].header_bits == IETF_BIT and not rules[0].shadow:
+        policy = (RATELIMIT_POLICY, sets[0].policy)
+        prefix = sets[0].item_prefixes[0]
+
+        def one_ietf(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+            res = results[0]
+            if not res.committed:  # refused (or not decided): the full path answers
+                return None
+            lr = res.results[0]
+            reset = lr.reset_us
+            return [policy, (RATELIMIT, b"%s%d;t=%d" % (prefix, lr.remaining, -(-reset // 1_000_000) if reset > 0
+                                                        else 0))], lr.delay_us
+
+        return one_ietf
+
+    def general(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        return admitted_headers(rules, sets, results)
+
+    return general

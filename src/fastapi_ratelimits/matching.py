@@ -11,7 +11,7 @@ Protected paths (``exempt.paths``, the admin API, the docs: ``/docs``, ``/redoc`
 only by rules that name them explicitly: by a template or plain path (not a glob or a
 regex), or by route name.
 
-The answer for a (method, path) pair is cached in a bounded LRU; the cache is dropped when
+The answer for a (method, path) pair is cached in a bounded map; the cache is dropped when
 the app's routes change and belongs to one compiled config (a reload starts a fresh one).
 """
 
@@ -24,7 +24,6 @@ from typing import Any, Generic, TypeVar
 from starlette._utils import get_route_path
 from starlette.types import Scope
 
-from .lru import LRU
 from .patterns import PathPattern, compile_pattern, normalize_template
 from .routes import RouteInfo, RouteTable
 
@@ -107,7 +106,10 @@ class Matcher(Generic[T]):
         self.admin_path = admin_path.rstrip("/") if admin_path else None
         self.docs_paths = frozenset(p for p in docs_paths if p)
         self.routes = routes
-        self._cache: LRU[tuple[str, str], Plan[T]] = LRU(cache_size)
+        # (method, path) -> plan; a plain dict emptied when full (paths come from clients:
+        # a flood of new ones costs recomputations, never memory)
+        self._cache: dict[tuple[str, str], Plan[T]] = {}
+        self._cache_size = cache_size
         self._generation = -1
         self._empty: Plan[T] = Plan((), None)
 
@@ -139,7 +141,9 @@ class Matcher(Generic[T]):
         if plan is None:
             route = routes.find(scope) if routes is not None else None
             plan = self.compute(key[0], path, route)
-            self._cache.put(key, plan)
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[key] = plan
         return plan
 
     def clear(self) -> None:

@@ -7,6 +7,12 @@ the rule's status, a JSON body, ``Retry-After`` and the rate-limit headers); an 
 request waits its queue delay, if any, and its response gets the headers on
 ``http.response.start``. Websocket and lifespan messages pass through untouched.
 
+The hot path (an admitted request while no decision listener is registered) builds no
+:class:`~fastapi_ratelimits.decision.Decision`: the headers come straight from the
+store's results, written by a function specialised once per plan. The send wrapper is a
+``functools.partial`` of a plain function that returns the inner ``send``'s awaitable:
+no coroutine of its own per message.
+
 The limiter never answers 500: if it fails, it logs and lets the request through.
 """
 
@@ -16,16 +22,21 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import Awaitable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .engine import verdict
 from .headers import rate_limit_headers
 from .storage.memory import MemoryStore
 
 if TYPE_CHECKING:
     from .decision import Decision
+    from .engine import Prepared
     from .install import RateLimits
+    from .storage.base import CheckResult
 
 log = logging.getLogger("fastapi_ratelimits")
 
@@ -33,6 +44,9 @@ SCOPE_KEY = "fastapi_ratelimits"  # the RateLimits handle, for limit() dependenc
 DEPENDENCY_KEY = "fastapi_ratelimits.dependencies"  # decisions of limit() dependencies
 _JSON = (b"content-type", b"application/json")
 _UNAVAILABLE = b'{"detail":"Rate limiter unavailable"}'
+_START = "http.response.start"
+
+Headers = list[tuple[bytes, bytes]]
 
 
 class RateLimitMiddleware:
@@ -48,29 +62,53 @@ class RateLimitMiddleware:
             return
         limits = self.limits
         scope[SCOPE_KEY] = limits
-        engine = limits._active.engine
+        decision: Decision | None = None
+        admitted: tuple[Headers, int] | None = None
+        prep: Prepared | None = None
+        results: Sequence[CheckResult] | None = None
         try:
+            engine = limits._active.engine
             prep = engine.prepare(scope)
             if prep is not None and prep.pending is not None:
                 prep = await engine.finish(prep)
-            if prep is None:
-                decision = None
-            else:
+            if prep is not None:
                 store = limits._store
                 if store is None or limits._store_loop_check:
                     store = await limits._ensure_store()
                 clock = limits._clock_us
                 now = clock() if clock is not None else None
-                t0 = time.perf_counter() if limits._decision_listeners else 0.0
-                if type(store) is MemoryStore:
-                    decision = engine.decide_in_process(prep, store, now)
-                else:
-                    decision = await engine.decide_prepared(prep, store, limits._local, now)
-                if t0:
+                if limits._decision_listeners:  # they get a Decision, and how long it took
+                    t0 = time.perf_counter()
+                    if type(store) is MemoryStore:
+                        decision = engine.decide_in_process(prep, store, now)
+                    else:
+                        decision = await engine.decide_prepared(prep, store, limits._local, now)
                     limits._notify_decision(decision, time.perf_counter() - t0)
+                else:  # nobody listens: an admitted request needs its headers, not a Decision
+                    if type(store) is MemoryStore:
+                        results = store.decide_sync(prep.checks, now)
+                    else:
+                        try:
+                            results = await store.decide(prep.checks, now)
+                        except Exception as exc:  # StorageError or worse: on_error decides
+                            decision = await engine.after_error(exc, prep, limits._local, now)
+                    if results is not None:
+                        admit = prep.admit
+                        admitted = admit(results) if admit is not None else prep.admitted(results)
+                        if admitted is None:
+                            decision = verdict(prep.rules, prep.sets, results)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
-            decision = None
+            decision = admitted = None
+        if admitted is not None:  # the common case: admitted, headers straight from the results
+            headers, delay_us = admitted
+            if delay_us:
+                await asyncio.sleep(delay_us / 1_000_000)
+            if not headers:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, None, prep, results))
+            return
         if decision is None:
             await self.app(scope, receive, send)
             return
@@ -86,7 +124,7 @@ class RateLimitMiddleware:
         await self.app(scope, receive, _with_headers(send, headers, scope, decision))
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, decision: Decision,
-                      headers: list[tuple[bytes, bytes]]) -> None:
+                      headers: Headers) -> None:
         limits = self.limits
         if decision.fallback == "deny":
             await _send_json(send, 503, _UNAVAILABLE, headers)
@@ -107,26 +145,36 @@ class RateLimitMiddleware:
         await _send_json(send, decision.status or 429, body, headers)
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def _send_json(send: Send, status: int, body: bytes, headers: Headers) -> None:
     await send({
-        "type": "http.response.start",
+        "type": _START,
         "status": status,
         "headers": [_JSON, (b"content-length", b"%d" % len(body)), *headers],
     })
     await send({"type": "http.response.body", "body": body})
 
 
-def _with_headers(send: Send, headers: list[tuple[bytes, bytes]], scope: Scope, decision: Decision) -> Send:
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            extra = scope.get(DEPENDENCY_KEY)
-            if extra:  # limit() dependencies decided too: one set of headers for all
-                merged = rate_limit_headers(decision, extra)
-                names = {k for k, _ in merged}
-                own = [h for h in message.get("headers") or () if h[0].lower() not in names]
-                message["headers"] = own + merged
-            else:
-                message["headers"] = [*(message.get("headers") or ()), *headers]
-        await send(message)
+def _send_with_headers(send: Send, headers: Headers, scope: Scope, decision: Decision | None,
+                       prep: Prepared | None, results: Sequence[CheckResult] | None,
+                       message: Message) -> Awaitable[None]:
+    """``send(message)``, ``headers`` added to the response start. ``decision`` (or, when
+    none was built, ``prep`` and ``results`` to build it) serves to merge the headers of
+    ``limit()`` dependencies that decided during the request. A plain function returning
+    the inner ``send``'s awaitable: bound with ``partial``, it adds no coroutine per message."""
+    if message["type"] == _START:
+        extra = scope.get(DEPENDENCY_KEY)
+        if extra:  # limit() dependencies decided too: one set of headers for all
+            if decision is None:
+                assert prep is not None and results is not None
+                decision = verdict(prep.rules, prep.sets, results)
+            merged = rate_limit_headers(decision, extra)
+            names = {k for k, _ in merged}
+            own = [h for h in message.get("headers") or () if h[0].lower() not in names]
+            message["headers"] = own + merged
+        else:
+            message["headers"] = [*(message.get("headers") or ()), *headers]
+    return send(message)
 
-    return send_with_headers
+
+def _with_headers(send: Send, headers: Headers, scope: Scope, decision: Decision) -> Send:
+    return partial(_send_with_headers, send, headers, scope, decision, None, None)

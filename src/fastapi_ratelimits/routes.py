@@ -173,13 +173,11 @@ class RouteTable:
 
     def refresh(self) -> int:
         """The generation of the routes: it changes when they do. Cheap: the app's route
-        list is compared on every call, the whole tree (mounts, included routers) every
-        256 calls and at most once a second."""
-        router = self.router
-        routes = router.routes
+        list (identity and length) is compared on every call; the router's version and the
+        whole tree (mounts, included routers) every 256 calls and at most once a second."""
+        routes = self.router.routes
         shallow = self._shallow
-        if (shallow is None or routes is not self._routes_list or len(routes) != shallow[1]
-                or getattr(router, "_routes_version", 0) != shallow[2]):
+        if shallow is None or routes is not self._routes_list or len(routes) != shallow[1]:
             self._rebuild(self._shallow_fp())
             return self.generation
         self._tick = tick = self._tick + 1
@@ -187,9 +185,10 @@ class RouteTable:
             now = time.monotonic()
             if now >= self._next_deep:
                 self._next_deep = now + _DEEP_CHECK_EVERY
+                fp = self._shallow_fp()
                 deep = _deep_fingerprint(routes)
-                if deep != self._deep:
-                    self._rebuild(shallow, deep)
+                if fp != shallow or deep != self._deep:
+                    self._rebuild(fp, deep)
         return self.generation
 
     def _rebuild(self, fp: tuple[Any, ...], deep: tuple[Any, ...] | None = None) -> None:

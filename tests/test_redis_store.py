@@ -360,6 +360,8 @@ async def test_a_nonsense_reply_raises_storage_error() -> None:
 
 async def test_the_pool_is_bounded_and_callers_wait(own_redis: RedisServer) -> None:
     store = RedisStore.from_url(own_redis.url, key_prefix="pool", timeout_ms=5000, pool_size=2)
+    assert store.coalescer is not None
+    store.coalescer.max_batch = 1  # one call per decision: 60 calls at once on a pool of 2
     inspect = redis.asyncio.Redis.from_url(own_redis.url)
     check = Check("p", "fixed_window", "k", (lim(1000),))
     seen: list[int] = []

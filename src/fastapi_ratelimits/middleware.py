@@ -31,12 +31,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .engine import verdict
 from .headers import rate_limit_headers
 from .storage.memory import MemoryStore
+from .storage.refusals import RefusalCache
 
 if TYPE_CHECKING:
     from .decision import Decision
     from .engine import Prepared
     from .install import RateLimits
-    from .storage.base import CheckResult
+    from .storage.base import CheckResult, Store
 
 log = logging.getLogger("fastapi_ratelimits")
 
@@ -55,6 +56,38 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
         self.app = app
         self.limits = limits
+        self._cache_of: Any = None  # the store whose refusal cache is _cache
+        self._cache: RefusalCache | None = None
+        limits._after_reload.append(self._drop_refusals)  # new rules: known refusals may not hold
+
+    def _refusals(self, store: Store) -> RefusalCache | None:
+        """The refusal cache a network store keeps (:mod:`.storage.refusals`), if any."""
+        if store is not self._cache_of:
+            found = getattr(store, "refusals", None)
+            self._cache = found if isinstance(found, RefusalCache) else None
+            self._cache_of = store
+        return self._cache
+
+    def _drop_refusals(self) -> None:
+        store = self.limits._store
+        cache = self._refusals(store) if store is not None else None
+        if cache is not None:
+            cache.clear()
+
+    async def _store_results(self, prep: Prepared, store: Store, now: int | None) -> list[CheckResult]:
+        """The store's results for ``prep`` (errors raised), from the refusal cache when a
+        check of the request is known to be refused: no round trip then."""
+        cache = self._cache if store is self._cache_of else self._refusals(store)
+        if cache is None:
+            return await store.decide(prep.checks, now)
+        at = cache.now(now)
+        known = cache.lookup(prep.checks, at)
+        if known is not None:
+            return known
+        epoch = cache.epoch
+        results = await store.decide(prep.checks, now)
+        cache.record(prep.checks, results, at, epoch)
+        return results
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,26 +110,25 @@ class RateLimitMiddleware:
                     store = await limits._ensure_store()
                 clock = limits._clock_us
                 now = clock() if clock is not None else None
-                if limits._decision_listeners:  # they get a Decision, and how long it took
-                    t0 = time.perf_counter()
-                    if type(store) is MemoryStore:
-                        decision = engine.decide_in_process(prep, store, now)
-                    else:
-                        decision = await engine.decide_prepared(prep, store, limits._local, now)
+                listeners = limits._decision_listeners
+                t0 = time.perf_counter() if listeners else 0.0
+                if type(store) is MemoryStore:
+                    results = store.decide_sync(prep.checks, now)
+                else:
+                    try:
+                        results = await self._store_results(prep, store, now)
+                    except Exception as exc:  # StorageError or worse: on_error decides
+                        decision = await engine.after_error(exc, prep, limits._local, now)
+                if listeners:  # they get a Decision, and how long it took
+                    if decision is None:
+                        assert results is not None
+                        decision = verdict(prep.rules, prep.sets, results)
                     limits._notify_decision(decision, time.perf_counter() - t0)
-                else:  # nobody listens: an admitted request needs its headers, not a Decision
-                    if type(store) is MemoryStore:
-                        results = store.decide_sync(prep.checks, now)
-                    else:
-                        try:
-                            results = await store.decide(prep.checks, now)
-                        except Exception as exc:  # StorageError or worse: on_error decides
-                            decision = await engine.after_error(exc, prep, limits._local, now)
-                    if results is not None:
-                        admit = prep.admit
-                        admitted = admit(results) if admit is not None else prep.admitted(results)
-                        if admitted is None:
-                            decision = verdict(prep.rules, prep.sets, results)
+                elif results is not None:  # nobody listens: an admitted request needs headers, not a Decision
+                    admit = prep.admit
+                    admitted = admit(results) if admit is not None else prep.admitted(results)
+                    if admitted is None:
+                        decision = verdict(prep.rules, prep.sets, results)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
             decision = admitted = None

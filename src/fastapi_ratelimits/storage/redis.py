@@ -5,7 +5,11 @@ every limit of one rule and identity in one Redis Cluster slot. On a single serv
 Sentinel master) a decision is one ``EVALSHA`` carrying every key of every check,
 however many rules and limits apply, and it is exactly all-or-nothing: every limit is
 read first, and only when every enforced check allowed is anything written (each key
-with its TTL, in the same script).
+with its TTL, in the same script). Under load, the decisions of one event-loop turn go
+together as ONE script call that decides them in order, each all-or-nothing on its own
+(:mod:`.batching`): one round trip for many requests. The store also holds the refusals
+known to last (:mod:`.refusals`), which the middleware answers without a round trip;
+``reset`` drops them.
 
 Redis Cluster: checks whose keys live on different slots cannot share one script call.
 The store then sends one dry call per slot (concurrently), and only when every enforced
@@ -37,11 +41,14 @@ import redis.asyncio.cluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
+from ..algorithms.base import LimitResult
 from ..errors import StorageError
 from .base import Check, CheckResult
+from .batching import Batches, CheckCodec, Coalescer
 from .keys import KeyFilter, check_keys, check_prefix
 from .redis_batch import SCAN_COUNT, UNLINK_BATCH, Call, decide_steps, decode, encode, group_by, scan_reply, text
 from .redis_connect import async_connect
+from .refusals import RefusalCache
 from .scripts import Script, ScriptCache
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -81,6 +88,13 @@ class RedisStore:
         self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._owns = owns_client
         self._closers = list(closers)
+        self._codec = CheckCodec(self.key_prefix)
+        #: refusals known to hold (see :mod:`.refusals`): the middleware answers them without
+        #: a round trip; kept here so that ``reset`` drops them with the keys
+        self.refusals = RefusalCache()
+        #: the decisions of one event-loop turn go as one call (see :mod:`.batching`); not on
+        #: a cluster, where one call cannot span the slots of different requests
+        self.coalescer: Coalescer | None = None if self.is_cluster else Coalescer(self._decide_batches)
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "rl", timeout_ms: int = 50, pool_size: int = 64) -> RedisStore:
@@ -163,9 +177,26 @@ class RedisStore:
 
     # -- the Store protocol -----------------------------------------------------------
 
+    async def _decide_batches(self, batches: Batches, now_us: int | None) -> list[list[CheckResult]]:
+        """One script call deciding several requests' batches in order (single server)."""
+        script = self._scripts.script
+        covered = script.algorithms
+        if any(c.algorithm not in covered for checks in batches for c in checks):
+            script = self._scripts.covering(c.algorithm for checks in batches for c in checks)
+        keys, argv = self._codec.encode(batches, now_us)
+        async with self._deadline("decide"):
+            reply = await self._evalsha(script, ("EVALSHA", script.sha, len(keys), *keys, *argv))
+        return decode_batches(batches, reply)
+
     async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
         """Decide every check at once (see the module docstring); ``now_us`` pins the
         time instead of Redis ``TIME`` (tests only)."""
+        if self.coalescer is not None and checks:
+            covered = self._scripts.script.algorithms
+            for c in checks:
+                if c.algorithm not in covered:
+                    self._scripts.covering([c.algorithm])  # ConfigError for a memory-only algorithm
+            return await self.coalescer.decide(checks, now_us)
         return await self._decide(checks, now_us, dry=False)
 
     async def peek(self, check: Check, now_us: int | None = None) -> CheckResult:
@@ -176,6 +207,7 @@ class RedisStore:
         """Remove one key of one rule, every key of a rule, or every key under the
         prefix (``SCAN MATCH`` on every master, never ``KEYS``). Returns how many keys
         were removed. Every round trip has the store's deadline."""
+        self.refusals.drop(rule, key)
         f = KeyFilter.of(self.key_prefix, rule, key)
         targets: list[Any] = (
             list(self.client.get_primaries()) if isinstance(self.client, redis.asyncio.cluster.RedisCluster)
@@ -192,6 +224,7 @@ class RedisStore:
                 removed += await self._unlink([k for k in keys if f.matches(k)])
                 if cursor == 0:
                     break
+        self.refusals.drop(rule, key)  # and what was refused while the keys went
         return removed
 
     async def _unlink(self, keys: list[str]) -> int:
@@ -223,6 +256,35 @@ class RedisStore:
         for close in self._closers:
             with contextlib.suppress(Exception):
                 await close()
+
+
+def decode_batches(batches: Batches, reply: object) -> list[list[CheckResult]]:
+    """The script's reply to a call of several batches, per batch; StorageError when it
+    is not the expected shape."""
+    expected = 1 + sum(1 + 5 * len(c.limits) for checks in batches for c in checks)
+    if not isinstance(reply, list) or len(reply) != expected:
+        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}")
+    try:
+        out: list[list[CheckResult]] = []
+        i = 1
+        for checks in batches:
+            answer: list[CheckResult] = []
+            for check in checks:
+                committed = int(reply[i]) == 1
+                i += 1
+                results: list[LimitResult] = []
+                ok = True
+                for p in check.limits:
+                    allowed = int(reply[i]) == 1
+                    ok = ok and allowed
+                    results.append(LimitResult(allowed, p.limit, int(reply[i + 1]), int(reply[i + 2]),
+                                               int(reply[i + 3]), int(reply[i + 4])))
+                    i += 5
+                answer.append(CheckResult(check, ok, tuple(results), committed))
+            out.append(answer)
+    except (TypeError, ValueError):
+        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
+    return out
 
 
 async def _gather(calls: list[Awaitable[list[CheckResult]]]) -> list[list[CheckResult]]:

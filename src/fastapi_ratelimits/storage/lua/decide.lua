@@ -5,15 +5,19 @@
 --
 -- KEYS: one key per limit of every check, in order.
 -- ARGV: now_us ('' = read the server clock with TIME; a number pins it, for tests),
---       dry ('1' = peek only, nothing is written), number of checks, then per check:
+--       dry ('1' = peek only, nothing is written), then one or more batches, each:
+--       number of checks, then per check:
 --         algorithm, shadow ('1'/'0'), cost, number of limits, then per limit:
 --           limit, window_us, burst, max_delay_us, ttl_ms
--- Reply: {now_us, then per check: committed (1/0), then per limit of that check:
---           allowed (1/0), remaining, reset_us, retry_after_us, delay_us}
+-- Reply: {now_us, then per check of every batch: committed (1/0), then per limit of that
+--           check: allowed (1/0), remaining, reset_us, retry_after_us, delay_us}
 --
--- Every limit of every check is peeked first, reading only. Then, unless dry, every
--- check that allowed is committed when every enforced (non-shadow) check allowed:
--- a refused request takes nothing from any limit. Every key written gets its TTL here.
+-- A batch is one request's decision. Every limit of every check of the batch is peeked
+-- first, reading only. Then, unless dry, every check that allowed is committed when every
+-- enforced (non-shadow) check allowed: a refused request takes nothing from any limit.
+-- Every key written gets its TTL here. Several batches (requests coalesced into one call,
+-- storage/batching.py) are decided one after the other, in order, each all-or-nothing on
+-- its own: a batch sees what the batches before it took, as if each had been a call.
 
 if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5; a no-op since
 
@@ -39,11 +43,15 @@ else
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local dry = ARGV[2] == '1'
-local n_checks = tonumber(ARGV[3])
+local a = 3
+local k = 1
+local reply = {now}
+-- one pass per batch; the body keeps its indentation (it is the one-batch decision)
+while a <= #ARGV do
+local n_checks = tonumber(ARGV[a])
+a = a + 1
 
 local checks = {}
-local a = 4
-local k = 1
 local admitted = true
 for i = 1, n_checks do
   local name = ARGV[a]
@@ -78,7 +86,6 @@ for i = 1, n_checks do
   checks[i] = check
 end
 
-local reply = {now}
 for i = 1, n_checks do
   local check = checks[i]
   local commit = (not dry) and admitted and check.ok
@@ -98,4 +105,5 @@ for i = 1, n_checks do
     reply[#reply + 1] = l[8]
   end
 end
+end -- of the batches
 return reply

@@ -39,6 +39,25 @@ MAX_BATCH = 128  # requests per script call
 _CODEC_SIZE = 8192  # checks whose arguments are kept
 
 
+def _bulk(value: str | int) -> bytes:
+    """One argument as a RESP bulk string."""
+    raw = value.encode() if isinstance(value, str) else b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(raw), raw)
+
+
+class _Parts:
+    """What one check adds to a script call, as values and as RESP bytes."""
+
+    __slots__ = ("argv", "argv_resp", "check", "keys", "keys_resp")
+
+    def __init__(self, check: Check, keys: list[str], argv: list[str | int]) -> None:
+        self.check = check  # held: its id cannot be reused while it is cached
+        self.keys = keys
+        self.argv = argv
+        self.keys_resp = b"".join(_bulk(k) for k in keys)
+        self.argv_resp = b"".join(_bulk(a) for a in argv)
+
+
 class CheckCodec:
     """Script keys and arguments of checks, kept per Check object (bounded)."""
 
@@ -46,22 +65,21 @@ class CheckCodec:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        # id(check) -> (check, keys, argv); the check is held, so its id cannot be reused
-        self._cache: dict[int, tuple[Check, list[str], list[str | int]]] = {}
+        self._cache: dict[int, _Parts] = {}  # id(check) -> its parts
 
-    def parts(self, check: Check) -> tuple[list[str], list[str | int]]:
-        entry = self._cache.get(id(check))
-        if entry is not None and entry[0] is check:
-            return entry[1], entry[2]
+    def _parts(self, check: Check) -> _Parts:
+        parts = self._cache.get(id(check))
+        if parts is not None and parts.check is check:
+            return parts
         algo = get_algorithm(check.algorithm)
-        keys = check_keys(self.prefix, check)
         argv: list[str | int] = [check.algorithm, "1" if check.shadow else "0", int(check.cost), len(check.limits)]
         for p in check.limits:
             argv += [p.limit, p.window_us, p.burst, p.max_delay_us, max(1, -(-algo.ttl_us(p) // 1000))]
+        parts = _Parts(check, check_keys(self.prefix, check), argv)
         if len(self._cache) >= _CODEC_SIZE:
             self._cache.clear()
-        self._cache[id(check)] = (check, keys, argv)
-        return keys, argv
+        self._cache[id(check)] = parts
+        return parts
 
     def encode(self, batches: Batches, now_us: int | None, dry: bool = False) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of one script call deciding ``batches`` in order."""
@@ -70,10 +88,31 @@ class CheckCodec:
         for checks in batches:
             argv.append(len(checks))
             for check in checks:
-                k, a = self.parts(check)
-                keys += k
-                argv += a
+                parts = self._parts(check)
+                keys += parts.keys
+                argv += parts.argv
         return keys, argv
+
+    def pack(self, sha: str, batches: Batches, now_us: int | None) -> bytes:
+        """The whole ``EVALSHA`` command deciding ``batches``, as RESP bytes (what
+        :meth:`encode` gives, packed without redis-py's per-argument encoding)."""
+        n_keys = 0
+        n_argv = 2 + len(batches)
+        keys: list[bytes] = []
+        argv: list[bytes] = [_bulk("" if now_us is None else int(now_us)), _ZERO]
+        for checks in batches:
+            argv.append(_bulk(len(checks)))
+            for check in checks:
+                parts = self._parts(check)
+                n_keys += len(parts.keys)
+                n_argv += len(parts.argv)
+                keys.append(parts.keys_resp)
+                argv.append(parts.argv_resp)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n%s%s" % (3 + n_keys + n_argv, _bulk(sha), _bulk(n_keys))
+        return head + b"".join(keys) + b"".join(argv)
+
+
+_ZERO = _bulk("0")
 
 
 class Coalescer:

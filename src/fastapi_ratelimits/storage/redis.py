@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..algorithms.base import LimitResult
 from ..errors import StorageError
@@ -95,6 +96,18 @@ class RedisStore:
         #: the decisions of one event-loop turn go as one call (see :mod:`.batching`); not on
         #: a cluster, where one call cannot span the slots of different requests
         self.coalescer: Coalescer | None = None if self.is_cluster else Coalescer(self._decide_batches)
+        # coalesced calls go straight to a pooled connection, packed here (redis-py's
+        # per-argument encoding is most of a call's cost), unless the client is one
+        # dedicated connection
+        self._pool: Any = None  # the client's pool, when coalesced calls use it directly
+        self._pool_args: tuple[str, ...] = ()
+        if (isinstance(client, redis.asyncio.Redis) and not getattr(client, "single_connection_client", False)
+                and getattr(client, "connection", None) is None):
+            self._pool = client.connection_pool
+            get = self._pool.get_connection
+            params = list(inspect.signature(get).parameters.values())
+            if params and params[0].default is inspect.Parameter.empty:  # redis-py < 5.3 wants the command name
+                self._pool_args = ("EVALSHA",)
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "rl", timeout_ms: int = 50, pool_size: int = 64) -> RedisStore:
@@ -183,10 +196,44 @@ class RedisStore:
         covered = script.algorithms
         if any(c.algorithm not in covered for checks in batches for c in checks):
             script = self._scripts.covering(c.algorithm for checks in batches for c in checks)
+        if self._pool is not None:
+            packed = self._codec.pack(script.sha, batches, now_us)
+            async with self._deadline("decide"):
+                if self._loaded != script.sha:
+                    await self._load(script)
+                try:
+                    reply = await self._send_packed(packed)
+                except NoScriptError:
+                    await self._load(script)
+                    reply = await self._send_packed(packed)
+            return decode_batches(batches, reply)
         keys, argv = self._codec.encode(batches, now_us)
         async with self._deadline("decide"):
             reply = await self._evalsha(script, ("EVALSHA", script.sha, len(keys), *keys, *argv))
         return decode_batches(batches, reply)
+
+    async def _send_packed(self, packed: bytes) -> Any:
+        """Send one packed command on a pooled connection and read its reply. A connection
+        left in an unknown state (an error or a cancellation before the reply was read) is
+        closed, never reused; an error reply leaves it usable."""
+        if self._gate is not None:
+            async with self._gate:
+                return await self._send_packed_now(packed)
+        return await self._send_packed_now(packed)
+
+    async def _send_packed_now(self, packed: bytes) -> Any:
+        pool = self._pool
+        conn = await pool.get_connection(*self._pool_args)
+        try:
+            await conn.send_packed_command(packed)
+            return await conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
 
     async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
         """Decide every check at once (see the module docstring); ``now_us`` pins the

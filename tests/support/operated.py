@@ -23,9 +23,17 @@ ADMIN = "/_rl"
 APP = "http_apps.operated:app"
 
 
-def rules(ping: int, items: str = "5/hour", *, other: str = "2/hour", extra: str = "") -> str:
+def rules(ping: int, items: str = "5/hour", *, other: str = "2/hour", everything: str | None = None,
+          extra: str = "") -> str:
     """A rules file: ``ping`` (fixed window, ``ping`` per hour: its quota marks the version
-    in force), ``items`` (per user, header X-User, else per IP) and ``other`` (per IP)."""
+    in force), ``items`` (per user, header X-User, else per IP), ``other`` (per IP) and,
+    with ``everything``, a rule on every path (``/**``) with that limit."""
+    catch_all = "" if everything is None else textwrap.indent(textwrap.dedent(f"""\
+        - name: everything
+          match: {{path: "/**"}}
+          algorithm: sliding_window
+          limit: {everything}
+        """), "  ")
     return textwrap.dedent(f"""\
         version: 1
         exempt: {{paths: [/health]}}
@@ -44,8 +52,7 @@ def rules(ping: int, items: str = "5/hour", *, other: str = "2/hour", extra: str
             match: {{path: /other}}
             algorithm: sliding_window_log
             limit: {other}
-        admin: {{enabled: true, path: {ADMIN}, token_env: {TOKEN_ENV}}}
-        """) + extra
+        """) + catch_all + f"admin: {{enabled: true, path: {ADMIN}, token_env: {TOKEN_ENV}}}\n" + extra
 
 
 @dataclass

@@ -89,16 +89,24 @@ def docs_paths(app: Any) -> tuple[str, ...]:
 
 
 class RateLimits:
-    """The handle ``install`` returns."""
+    """The handle ``install`` returns.
+
+    ``config`` / ``loaded``: the rules in force; ``await reload()``, ``await reset()``,
+    ``await status()``, ``await decide()``; ``last_reload_error``; ``metrics`` (Prometheus,
+    or a stand-in that does nothing without prometheus-client); ``watcher`` (the running
+    file watcher, or None); ``refusals`` (the paced refusal log).
+    """
 
     def __init__(self, app: Any, source: Source, loaded: LoadedConfig, *, storage: Any = None,
                  watch: bool = False, identities: Mapping[str, IdentityFn] | None = None,
                  on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None) -> None:
         self.app = app
         self.source = source
-        # the path as given (not resolved): a Kubernetes ..data swap changes where it leads
-        self.watch_path = os.path.abspath(os.fspath(source)) if watch and isinstance(source, str | os.PathLike) \
-            else None
+        # A path is made absolute (a reload reads the file install() read, whatever the working
+        # directory is by then) but not resolved: a Kubernetes ..data swap changes where it leads.
+        path = os.path.abspath(os.fspath(source)) if isinstance(source, str | os.PathLike) else None
+        self._reload_source: Source = path if path is not None else source
+        self.watch_path = path if watch else None
         self.watch = self.watch_path is not None
         self.admin = loaded.config.admin  # as mounted: fixed at install
         self.identities = dict(identities or {})
@@ -283,7 +291,7 @@ class RateLimits:
     def _load(self, current_hash: str) -> tuple[LoadedConfig, Engine | None]:
         """Read and validate the source; compile it when it differs from ``current_hash``.
         Runs in a worker thread."""
-        loaded = load_config(self.source, extra_identities=self.identities.keys())
+        loaded = load_config(self._reload_source, extra_identities=self.identities.keys())
         if loaded.hash == current_hash:
             return loaded, None
         return loaded, self._compile(loaded.config)
@@ -435,7 +443,8 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     or a ``RateLimitsConfig``). Raises ``ConfigError`` at once for a bad file.
 
     ``storage``: a URL or a ready redis client, instead of the file's ``storage.url``.
-    ``watch``: reload when the file changes (default: True for a file path).
+    ``watch``: reload when the file changes (default: True for a file path); the watcher
+    runs while the app's lifespan does (none without a lifespan: call ``reload()``).
     ``identities``: ``{"name": fn(request) -> str | None}`` usable as rule scopes.
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).

@@ -19,7 +19,6 @@ the old one. A broken file changes nothing; its error is logged once (the same e
 logged again until a good file has cleared it), kept in ``last_reload_error`` and counted.
 """
 
-
 from __future__ import annotations
 
 import asyncio

@@ -26,6 +26,7 @@ Decision, in this order on doubles::
 
 from __future__ import annotations
 
+from math import ceil, floor
 from typing import Any
 
 from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
@@ -49,12 +50,9 @@ class GCRA(Algorithm):
         new = backlog + interval * cost
         excess = new - tau
         if excess <= interval * EPS:
-            return (
-                LimitResult(True, p.limit, floor_units((tau - new) / interval), ceil_us(new), 0),
-                (now, new),
-            )
+            return LimitResult(True, p.limit, floor((tau - new) / interval + EPS), ceil(new), 0), (now, new)
         return (
-            LimitResult(False, p.limit, floor_units((tau - backlog) / interval), ceil_us(backlog), ceil_us(excess)),
+            LimitResult(False, p.limit, floor_units((tau - backlog) / interval), ceil(backlog), ceil(excess)),
             None,
         )
 

@@ -22,6 +22,7 @@ Decision, in this order on doubles::
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Any
 
 from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
@@ -54,8 +55,8 @@ class Queue(Algorithm):
             if wait > max_delay:
                 wait = max_delay
             remaining = floor_units((max_delay - delay) / interval)
-            return LimitResult(True, p.limit, remaining, ceil_us(new), 0, wait), (now, new)
-        return LimitResult(False, p.limit, 0, ceil_us(backlog), ceil_us(delay - max_delay)), None
+            return LimitResult(True, p.limit, remaining, ceil(new), 0, wait), (now, new)
+        return LimitResult(False, p.limit, 0, ceil(backlog), ceil(delay - max_delay)), None
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

@@ -21,6 +21,7 @@ tasks alike; the async face calls the sync one.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -29,22 +30,26 @@ from typing import Any
 
 from ..algorithms.base import Algorithm, LimitParams, LimitResult
 from ..registry import get_algorithm
-from .base import Check, CheckResult, safe_key
+from .base import Check, CheckResult
 
 _SWEEP = 2  # expired keys dropped per insert
 _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
+_monotonic_ns = time.monotonic_ns
+
+
 def monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
+    return _monotonic_ns() // 1000
 
 
-def memory_key(identity: str) -> str:
-    """The identity as a key of the memory store: itself, or its hash when long (so a
-    key's size is bounded) or when it looks like a hash."""
-    if len(identity) > 64 or identity.startswith("h:"):
-        return safe_key(identity)
-    return identity
+def memory_key(identity: str) -> str | bytes:
+    """The identity as a key of the memory store: itself when at most 64 characters,
+    else its 16-byte digest (so a key's size is bounded). A digest is ``bytes`` and an
+    identity ``str``: no identity can land on another one's digest."""
+    if len(identity) <= 64:
+        return identity
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _Table:
@@ -60,7 +65,7 @@ class _Table:
         self.plain_commit = algo.commit is Algorithm.commit
         self.params = p
         self.ttl = float(algo.ttl_us(p))
-        self.entries: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
 
     def tune(self, p: LimitParams) -> None:
         """Limits of one class may differ (overrides, reloads): keep the longest TTL, which
@@ -80,6 +85,7 @@ class MemoryStore:
             raise ValueError("max_keys must be at least 1")
         self.max_keys = max_keys
         self.clock = clock or monotonic_us
+        self._default_clock = clock is None
         self._tables: dict[tuple[str, str, int], _Table] = {}
         self._size = 0
         self._ops = 0
@@ -112,11 +118,12 @@ class MemoryStore:
             self._size -= 1
 
     def _housekeep(self, now: float) -> None:
-        self._ops += 1
         if self._ops >= _FULL_SWEEP_EVERY:
             self._ops = 0
-            for tbl in list(self._tables.values()):
+            for tkey, tbl in list(self._tables.items()):
                 self._sweep(tbl, now, 64)
+                if not tbl.entries:  # a rule gone (reload, a limiter collected)
+                    del self._tables[tkey]
         while self._size > self.max_keys:
             self._evict_one()
 
@@ -134,8 +141,10 @@ class MemoryStore:
             return
         oldest.entries.popitem(last=False)
         self._size -= 1
+        if not oldest.entries:
+            del self._tables[(oldest.rule, oldest.algorithm, oldest.window_us)]
 
-    def _store(self, tbl: _Table, key: str, entry: tuple[Any, ...] | None, value: tuple[Any, ...], now: float) -> None:
+    def _store(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...] | None, value: tuple[Any, ...], now: float) -> None:
         entries = tbl.entries
         if entry is None:
             entries[key] = value
@@ -149,35 +158,56 @@ class MemoryStore:
 
     def decide_sync(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         """Decide every check at once, all-or-nothing over the enforced ones."""
-        now = float(self.clock() if now_us is None else now_us)
-        with self._lock:
-            if len(checks) == 1 and len(checks[0].limits) == 1:
-                out = [self._decide_one(checks[0], now)]
-            else:
+        if now_us is not None:
+            now = float(now_us)
+        elif self._default_clock:
+            now = float(_monotonic_ns() // 1000)
+        else:
+            now = float(self.clock())
+        lock = self._lock
+        lock.acquire()
+        try:
+            if len(checks) != 1 or len(checks[0].limits) != 1:
                 out = self._decide_many(checks, now)
-            self._housekeep(now)
-        return out
+                self._ops += 1
+                self._housekeep(now)
+                return out
+            # one check of one limit, the common case, inline
+            check = checks[0]
+            p = check.limits[0]
+            tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
+            if tbl is None or tbl.params is not p:
+                tbl = self._table(check.rule, check.algorithm, p)
+            key: str | bytes = check.key
+            if len(key) > 64:
+                key = memory_key(check.key)
+            entries = tbl.entries
+            entry = entries.get(key)
+            if entry is not None and entry[0] + tbl.ttl > now:
+                state: tuple[Any, ...] | None = entry[1:]
+            else:
+                state = None
+            res, pending = tbl.algo.peek(state, now, check.cost, p)
+            if res.allowed:
+                if not tbl.plain_commit:
+                    pending = tbl.algo.commit(state, pending)
+                if entry is None:
+                    entries[key] = (now, *pending)
+                    self._size += 1
+                    self._sweep(tbl, now, _SWEEP)
+                else:
+                    entries[key] = (entry[0] if state is not None and entry[0] > now else now, *pending)
+                    entries.move_to_end(key)
+            elif state is not None:
+                self._touch(tbl, key, entry, now)  # type: ignore[arg-type]
+            self._ops += 1
+            if self._ops >= _FULL_SWEEP_EVERY or self._size > self.max_keys:
+                self._housekeep(now)
+            return [CheckResult(check, res.allowed, (res,), res.allowed)]
+        finally:
+            lock.release()
 
-    def _decide_one(self, check: Check, now: float) -> CheckResult:
-        p = check.limits[0]
-        tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
-        if tbl is None or tbl.params is not p:
-            tbl = self._table(check.rule, check.algorithm, p)
-        key = check.key
-        if len(key) > 64 or key.startswith("h:"):
-            key = safe_key(key)
-        entry = tbl.entries.get(key)
-        state = entry[1:] if entry is not None and entry[0] + tbl.ttl > now else None
-        res, pending = tbl.algo.peek(state, now, check.cost, p)
-        if res.allowed:
-            new = pending if tbl.plain_commit else tbl.algo.commit(state, pending)
-            touched = now if state is None or entry is None or entry[0] < now else entry[0]
-            self._store(tbl, key, entry, (touched, *new), now)
-        elif state is not None and entry is not None:
-            self._touch(tbl, key, entry, now)
-        return CheckResult(check, res.allowed, (res,), res.allowed)
-
-    def _touch(self, tbl: _Table, key: str, entry: tuple[Any, ...], now: float) -> None:
+    def _touch(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...], now: float) -> None:
         """A read is a use: the key moves to the young end of the LRU (its state as it is)."""
         entries = tbl.entries
         if entries.get(key) is not entry:  # changed earlier in this batch
@@ -187,7 +217,7 @@ class MemoryStore:
         entries.move_to_end(key)
 
     def _decide_many(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
-        staged: list[tuple[_Table, str, tuple[Any, ...] | None, Any, Any]] = []
+        staged: list[tuple[_Table, str | bytes, tuple[Any, ...] | None, Any, Any]] = []
         verdicts: list[bool] = []
         per_check: list[tuple[LimitResult, ...]] = []
         for check in checks:

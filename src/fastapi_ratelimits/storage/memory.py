@@ -302,3 +302,19 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+
+_default: MemoryStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_memory_store() -> MemoryStore:
+    """The process-wide memory store of limiters made without a store (``api.Limiter``,
+    the seed classes): one bounded store for all of them; each limiter's own rule name
+    keeps their counters apart."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = MemoryStore()
+    return _default

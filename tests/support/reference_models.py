@@ -157,9 +157,9 @@ class SlidingWindowLog:
         self.log: list[int] = []
 
     def decide(self, now: int, cost: int) -> Outcome:
-        if cost > self.limit:
-            return Outcome(False, 0, self.window)
         live = [s for s in self.log if s > now - self.window]
+        if cost > self.limit:
+            return Outcome(False, max(0, self.limit - len(live)), self.window)
         if len(live) + cost <= self.limit:
             stamp = max([now, *live])
             self.log = [*live, *([stamp] * cost)]

@@ -21,11 +21,15 @@ Decision, in this order on doubles::
         remaining = max(floor(limit - est - cost + EPS), 0)
     refused: remaining = max(floor(limit - est + EPS), 0) and retry_after =
         cost > limit:        ceil(start + 2W - now)          (never passes)
-        cur + cost <= limit: ceil(start + W - (limit - cost - cur) * W / prev - now)
+        cur + cost <= limit: ceil(start + W - float(limit - cost - cur) * W / prev - now)
                              (later in this window, as the previous one fades)
-        otherwise:           ceil(start + W + W - (limit - cost) * W / cur - now)
+        otherwise:           ceil(start + W + W - float(limit - cost) * W / cur - now)
                              (in the next window, where cur becomes the previous)
         at least 1.
+
+Products of counts and windows are taken as floats (``float(n - cost) * w``), as the Lua
+twin does on doubles: an exact integer product can pass 2**53 for large limits and long
+windows and round differently.
 """
 
 from __future__ import annotations
@@ -65,9 +69,9 @@ class SlidingWindow(Algorithm):
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:
-            retry = ceil(start + w - (n - cost - cur) * w / prev - now)
+            retry = ceil(start + w - float(n - cost - cur) * w / prev - now)
         else:
-            retry = ceil(start + w + w - (n - cost) * w / cur - now)
+            retry = ceil(start + w + w - float(n - cost) * w / cur - now)
         return LimitResult(False, n, floor_units(n - est), reset, max(1, retry)), None
 
     @staticmethod

@@ -14,8 +14,9 @@ limit is refused before the log is touched.
 
 Decision (the same on Redis, where expired entries are removed at once)::
 
-    cost > limit: refused, remaining 0, retry_after = W, reset = ceil(oldest + W - now) or 0
     expired = the entries <= now - W;  count = the others
+    cost > limit: refused (the log untouched), retry_after = W,
+        remaining = max(limit - count, 0), reset = ceil(oldest live + W - now) or 0
     admitted when count + cost <= limit  ->  cost stamps of max(now, newest entry) added
         remaining = limit - count - cost, reset = ceil(oldest live (or the stamp) + W - now)
     refused: k = count + cost - limit (that many of the oldest live must expire first)
@@ -43,14 +44,14 @@ class SlidingWindowLog(Algorithm):
         limit = p.limit
         window = p.window_us
         log: array[float] = state[0] if state is not None else array("d")
-        if cost > limit:
-            reset = ceil(log[0] + window - now) if log else 0
-            return LimitResult(False, limit, 0, max(0, reset), window), None
         k = bisect_right(log, now - window)  # log[:k] has expired
+        count = len(log) - k
+        if cost > limit:  # it never passes; the log is left as it is
+            reset = ceil(log[k] + window - now) if count else 0
+            return LimitResult(False, limit, max(0, limit - count), reset, window), None
         if k and k + k >= len(log):
             del log[:k]  # expired entries change no later decision
             k = 0
-        count = len(log) - k
         if count + cost <= limit:
             stamp = log[-1] if log and log[-1] > now else now
             oldest = log[k] if count else stamp

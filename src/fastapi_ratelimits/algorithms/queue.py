@@ -22,10 +22,10 @@ Decision, in this order on doubles::
 
 from __future__ import annotations
 
-from math import ceil
+from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us
 
 
 class Queue(Algorithm):
@@ -51,11 +51,10 @@ class Queue(Algorithm):
         delay = new - tau
         max_delay = p.max_delay_us
         if delay <= max_delay + interval * EPS:
-            wait = ceil_us(delay)
+            wait = ceil(delay) if delay > 0.0 else 0
             if wait > max_delay:
                 wait = max_delay
-            remaining = floor_units((max_delay - delay) / interval)
-            return LimitResult(True, p.limit, remaining, ceil(new), 0, wait), (now, new)
+            return LimitResult(True, p.limit, floor((max_delay - delay) / interval + EPS), ceil(new), 0, wait), (now, new)
         return LimitResult(False, p.limit, 0, ceil(backlog), ceil(delay - max_delay)), None
 
     @staticmethod

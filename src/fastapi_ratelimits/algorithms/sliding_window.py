@@ -65,7 +65,7 @@ class SlidingWindow(Algorithm):
         est = prev * (w - elapsed) / w + cur
         reset = ceil(start + w - now)
         if est + cost <= n + EPS:
-            return LimitResult(True, n, floor_units(n - est - cost), reset, 0), (win, cur + cost, prev)
+            return LimitResult(True, n, floor(n - est - cost + EPS), reset, 0), (win, cur + cost, prev)
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:

@@ -215,3 +215,20 @@ def test_limits_of_one_rule_may_change_and_counters_survive() -> None:
     assert not store.decide_sync([bigger], now_us=1)[0].allowed
     # ... and fills up to the new burst
     assert [store.decide_sync([bigger], now_us=HOUR * 3)[0].allowed for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_a_full_store_never_evicts_the_key_it_just_wrote() -> None:
+    """Keys written at the same instant tie for least recently used: the one evicted
+    is never the key the decision just wrote (its admission must count)."""
+    store = MemoryStore(max_keys=1)
+    p = LimitParams(1, HOUR, 1)
+
+    def decide(rule: str, key: str) -> bool:
+        return store.decide_sync([Check(rule, "gcra", key, (p,))], now_us=5)[0].allowed
+
+    assert decide("a", "x")
+    store.reset_sync("a", "x")  # rule "a" keeps its (now empty) table, first in line
+    assert decide("b", "y")
+    assert decide("a", "z")  # the store is full: "y" goes, not "z"
+    assert len(store) == 1
+    assert not decide("a", "z")

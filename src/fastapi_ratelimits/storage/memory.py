@@ -117,7 +117,7 @@ class MemoryStore:
             del entries[key]
             self._size -= 1
 
-    def _housekeep(self, now: float) -> None:
+    def _housekeep(self, now: float, written: _Table | None = None) -> None:
         if self._ops >= _FULL_SWEEP_EVERY:
             self._ops = 0
             for tkey, tbl in list(self._tables.items()):
@@ -125,14 +125,15 @@ class MemoryStore:
                 if not tbl.entries:  # a rule gone (reload, a limiter collected)
                     del self._tables[tkey]
         while self._size > self.max_keys:
-            self._evict_one()
+            self._evict_one(written)
 
-    def _evict_one(self) -> None:
-        """Drop the least recently used key of the whole store."""
+    def _evict_one(self, written: _Table | None) -> None:
+        """Drop the least recently used key of the whole store (never the key just
+        written, which may tie with the oldest when the clock has not moved)."""
         oldest: _Table | None = None
         oldest_at = 0.0
         for tbl in self._tables.values():
-            if tbl.entries:
+            if tbl.entries and not (tbl is written and len(tbl.entries) == 1):
                 at = tbl.entries[next(iter(tbl.entries))][0]
                 if oldest is None or at < oldest_at:
                     oldest, oldest_at = tbl, at
@@ -202,7 +203,7 @@ class MemoryStore:
                 self._touch(tbl, key, entry, now)  # type: ignore[arg-type]
             self._ops += 1
             if self._ops >= _FULL_SWEEP_EVERY or self._size > self.max_keys:
-                self._housekeep(now)
+                self._housekeep(now, tbl)
             return [CheckResult(check, res.allowed, (res,), res.allowed)]
         finally:
             lock.release()

@@ -117,40 +117,39 @@ class MemoryStore:
             del entries[key]
             self._size -= 1
 
-    def _housekeep(self, now: float, written: _Table | None = None) -> None:
+    def _housekeep(self, now: float) -> None:
         if self._ops >= _FULL_SWEEP_EVERY:
             self._ops = 0
             for tkey, tbl in list(self._tables.items()):
                 self._sweep(tbl, now, 64)
                 if not tbl.entries:  # a rule gone (reload, a limiter collected)
                     del self._tables[tkey]
-        while self._size > self.max_keys:
-            self._evict_one(written)
 
-    def _evict_one(self, written: _Table | None) -> None:
-        """Drop the least recently used key of the whole store (never the key just
-        written, which may tie with the oldest when the clock has not moved)."""
-        oldest: _Table | None = None
-        oldest_at = 0.0
-        for tbl in self._tables.values():
-            if tbl.entries and not (tbl is written and len(tbl.entries) == 1):
-                at = tbl.entries[next(iter(tbl.entries))][0]
-                if oldest is None or at < oldest_at:
-                    oldest, oldest_at = tbl, at
-        if oldest is None:  # pragma: no cover - size and tables disagree
-            self._size = 0
-            return
-        oldest.entries.popitem(last=False)
-        self._size -= 1
-        if not oldest.entries:
-            del self._tables[(oldest.rule, oldest.algorithm, oldest.window_us)]
+    def _make_room(self) -> None:
+        """Before a new key goes in: drop the least recently used key of the whole
+        store while it is full (the oldest front of the tables). Tables left empty stay
+        until the next full sweep (a decision may be about to write into one)."""
+        while self._size >= self.max_keys:
+            oldest: _Table | None = None
+            oldest_at = 0.0
+            for tbl in self._tables.values():
+                if tbl.entries:
+                    at = tbl.entries[next(iter(tbl.entries))][0]
+                    if oldest is None or at < oldest_at:
+                        oldest, oldest_at = tbl, at
+            if oldest is None:  # pragma: no cover - size and tables disagree
+                self._size = 0
+                return
+            oldest.entries.popitem(last=False)
+            self._size -= 1
 
     def _store(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...] | None, value: tuple[Any, ...], now: float) -> None:
         entries = tbl.entries
         if entry is None:
+            self._sweep(tbl, now, _SWEEP)
+            self._make_room()
             entries[key] = value
             self._size += 1
-            self._sweep(tbl, now, _SWEEP)
         else:
             entries[key] = value
             entries.move_to_end(key)
@@ -193,17 +192,19 @@ class MemoryStore:
                 if not tbl.plain_commit:
                     pending = tbl.algo.commit(state, pending)
                 if entry is None:
+                    self._sweep(tbl, now, _SWEEP)
+                    if self._size >= self.max_keys:
+                        self._make_room()
                     entries[key] = (now, *pending)
                     self._size += 1
-                    self._sweep(tbl, now, _SWEEP)
                 else:
                     entries[key] = (entry[0] if state is not None and entry[0] > now else now, *pending)
                     entries.move_to_end(key)
             elif state is not None:
                 self._touch(tbl, key, entry, now)  # type: ignore[arg-type]
             self._ops += 1
-            if self._ops >= _FULL_SWEEP_EVERY or self._size > self.max_keys:
-                self._housekeep(now, tbl)
+            if self._ops >= _FULL_SWEEP_EVERY:
+                self._housekeep(now)
             return [CheckResult(check, res.allowed, (res,), res.allowed)]
         finally:
             lock.release()

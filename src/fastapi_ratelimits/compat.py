@@ -21,9 +21,11 @@ how several processes share one limit: without ``name=``, each process counts ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import math
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,6 +56,32 @@ class SyncStore(Protocol):
 def is_async_redis(client: object) -> bool:
     """True for ``redis.asyncio.Redis`` (and its cluster client), False for the sync ones."""
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+# One store per client and settings, shared by the limiters on that client (a sync
+# store opens a connection pool of its own). Kept on the client itself, so it goes
+# with the client.
+_STORES_ATTR = "_fastapi_ratelimits_stores"
+_stores_lock = threading.Lock()
+
+
+def _redis_store(client: Any, key_prefix: str, timeout_ms: int | None) -> Any:
+    from .storage.redis import RedisStore, SyncRedisStore
+
+    options: dict[str, Any] = {"key_prefix": key_prefix}
+    if timeout_ms is not None:
+        options["timeout_ms"] = timeout_ms
+    with _stores_lock:
+        per_client: dict[tuple[str, int | None], Any] | None = getattr(client, _STORES_ATTR, None)
+        if per_client is None:
+            per_client = {}
+            with contextlib.suppress(AttributeError, TypeError):  # no sharing then
+                setattr(client, _STORES_ATTR, per_client)
+        store = per_client.get((key_prefix, timeout_ms))
+        if store is None:
+            store = RedisStore(client, **options) if is_async_redis(client) else SyncRedisStore(client, **options)
+            per_client[(key_prefix, timeout_ms)] = store
+        return store
 
 
 class _SeedLimiter:
@@ -96,15 +124,11 @@ class _SeedLimiter:
         else:
             if redis_client is None:
                 raise ValueError("backend='redis' needs redis_client (a redis.Redis or redis.asyncio.Redis)")
-            from .storage.redis import RedisStore, SyncRedisStore
-
-            options: dict[str, Any] = {"key_prefix": key_prefix}
-            if timeout_ms is not None:
-                options["timeout_ms"] = timeout_ms
+            store = _redis_store(redis_client, key_prefix, timeout_ms)
             if is_async_redis(redis_client):
-                self._async = RedisStore(redis_client, **options)
+                self._async = store
             else:
-                self._sync = SyncRedisStore(redis_client, **options)
+                self._sync = store
 
     def _params(self, capacity: int, window_us: int) -> LimitParams:
         return LimitParams(capacity, window_us, capacity, 0)

@@ -204,6 +204,8 @@ def test_sync_and_async_faces_share_the_counts() -> None:
         (5, -2),
         (5, float("inf")),
         ("5", 1),
+        (10, 1e-9),  # a window of 317 years
+        (2_000_000_000, 1),
     ],
 )
 def test_nonsense_is_refused_at_construction(args: tuple[object, object]) -> None:

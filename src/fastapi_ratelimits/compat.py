@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from .algorithms.base import LimitParams, LimitResult
+from .rates import MAX_LIMIT, MAX_WINDOW_US
 from .storage.base import Check, CheckResult, Store
 from .storage.memory import default_memory_store
 
@@ -112,9 +113,11 @@ class _SeedLimiter:
         self.scope: Scope = scope
         self.backend: Backend = backend
         self.name = name or f"{type(self).__name__}-{next(_serial)}-{uuid.uuid4().hex[:8]}"
+        if self.capacity > MAX_LIMIT:
+            raise ValueError(f"capacity is larger than {MAX_LIMIT}")
         window_us = round(self.capacity / self.fill_rate * 1_000_000)
-        if window_us < 1:
-            raise ValueError("capacity / fill_rate is shorter than a microsecond")
+        if not 1 <= window_us <= MAX_WINDOW_US:
+            raise ValueError("capacity / fill_rate must be a window between a microsecond and 366 days")
         self.params = self._params(self.capacity, window_us)
         self._sync: SyncStore | None = None
         self._async: Store | None = None

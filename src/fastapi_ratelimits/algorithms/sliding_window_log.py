@@ -66,6 +66,8 @@ class SlidingWindowLog(Algorithm):
     @staticmethod
     def commit(state: Any, pending: Any) -> Any:
         log, stamp, cost = pending
+        if not log:  # sized exactly: most keys hold a stamp or two
+            return (array("d", (stamp,) * cost),)
         if cost == 1:
             log.append(stamp)
         else:

@@ -226,3 +226,22 @@ def test_same_constructor_positionally() -> None:
     limiter = SlidingWindowRateLimiter(10, 5.0, "ip", "memory", None)
     assert (limiter.capacity, limiter.fill_rate, limiter.scope, limiter.backend) == (10, 5.0, "ip", "memory")
     assert "SlidingWindowRateLimiter" in repr(limiter)
+
+
+def test_get_status_keeps_the_seed_keys() -> None:
+    """Code written against the seed reads these keys from get_status()."""
+    from fastapi_ratelimits.compat import FixedWindowRateLimiter, LeakyBucketLimiter, TokenBucketLimiter
+
+    tb = TokenBucketLimiter(capacity=5, fill_rate=1)
+    for _ in range(2):
+        assert tb.allow_request("u")
+    st = tb.get_status("u")
+    assert st["tokens_remaining"] == 3 and st["capacity"] == 5 and st["fill_rate"] == 1
+    assert st["utilization_pct"] == 40.0
+    lb = LeakyBucketLimiter(capacity=4, fill_rate=1)
+    assert lb.allow_request("u")
+    assert lb.get_status("u")["water_level"] == 1
+    fw = FixedWindowRateLimiter(capacity=3, fill_rate=1)
+    assert fw.allow_request("u")
+    st = fw.get_status("u")
+    assert st["count"] == 1 and st["available"] == 2 and st["window_size"] == 3.0

@@ -85,6 +85,9 @@ def _redis_store(client: Any, key_prefix: str, timeout_ms: int | None) -> Any:
         return store
 
 
+_BUCKETS = frozenset({"token_bucket", "leaky_bucket", "queue", "gcra"})
+
+
 class _SeedLimiter:
     algorithm: ClassVar[str]
 
@@ -171,7 +174,16 @@ class _SeedLimiter:
     def _status(self, identifier: object, res: CheckResult) -> dict[str, Any]:
         r: LimitResult = res.results[0]
         wait = self._wait(r)
-        return {
+        remaining = r.remaining + 1 if r.allowed else r.remaining
+        used = max(0, self.params.burst - remaining) if self.algorithm in _BUCKETS else max(0, r.limit - remaining)
+        size = self.params.burst if self.algorithm in _BUCKETS else r.limit
+        # the seed's own keys, so code written against its get_status keeps working
+        seed = {
+            "tokens_remaining": remaining, "water_level": used, "count": used, "current_requests": used,
+            "available": remaining, "available_slots": remaining, "window_size": self.params.window_us / 1_000_000,
+            "utilization_pct": round(used / size * 100, 1) if size else 0.0,
+        }
+        return seed | {
             "algorithm": self.algorithm,
             "name": self.name,
             "scope": self.scope,
@@ -181,7 +193,7 @@ class _SeedLimiter:
             "window_seconds": self.params.window_us / 1_000_000,
             "allowed": r.allowed,
             # the peek priced one request; the caller wants what is left before it
-            "remaining": r.remaining + 1 if r.allowed else r.remaining,
+            "remaining": remaining,
             "reset_after": r.reset_us / 1_000_000,
             "wait_time": wait,
             "retry_after": _whole_seconds(wait),

@@ -36,6 +36,12 @@ class Recorder:
             text = None
         self.calls.append((time.monotonic(), text))
 
+    async def wait_for_missing(self, since: float) -> None:
+        while not any(at >= since and text is None for at, text in self.calls):
+            if time.monotonic() - since > DEADLINE_S:
+                raise AssertionError(f"no callback for the deletion within {DEADLINE_S}s; calls: {self.calls}")
+            await asyncio.sleep(0.002)
+
     async def wait_for(self, predicate_text: str, since: float, what: str) -> float:
         """Wait (at most DEADLINE_S after ``since``) for a call that saw ``predicate_text``."""
         while True:
@@ -177,6 +183,32 @@ async def test_deleted_file_keeps_quiet_and_its_return_calls_back(tmp_path: Path
         t = time.monotonic()
         f.write_text("rules again")
         await rec.wait_for("rules again", t, "recreated after deletion")
+    finally:
+        await w.stop()
+
+
+async def test_call_on_missing_calls_back_once_per_disappearance(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "ratelimits.yaml"
+    f.write_text("rules")
+    rec = Recorder(f)
+    w = FileWatcher(f, rec, call_on_missing=True)
+    await w.start()
+    await w.wait_ready()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fastapi_ratelimits.reload"):
+            t = time.monotonic()
+            f.unlink()
+            await rec.wait_for_missing(t)
+            before, deadline = w.ticks_seen, time.monotonic() + 5
+            while w.ticks_seen < before + 3:  # the file stays gone for several looks
+                assert time.monotonic() < deadline, "the watcher stopped looking"
+                await asyncio.sleep(0.005)
+        assert [text for _, text in rec.calls] == [None]  # once, not once per look
+        assert not any("is gone" in r.getMessage() for r in caplog.records)  # the callback says it
+        t = time.monotonic()
+        f.write_text("rules")  # back with the same bytes: still a call, the callback clears its error
+        await rec.wait_for("rules", t, "back after deletion")
     finally:
         await w.stop()
 

@@ -44,7 +44,7 @@ from .storage.memory import MemoryStore
 _DEFAULT_CONFIG = RateLimitsConfig(version=1)
 
 
-class RateLimitExceeded(HTTPException):
+class RateLimitRefused(HTTPException):
     """Raised by a ``limit()`` dependency that refuses; carries the decision."""
 
     def __init__(self, decision: Decision, headers: dict[str, str]) -> None:
@@ -53,7 +53,7 @@ class RateLimitExceeded(HTTPException):
 
 
 async def rate_limit_exceeded_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RateLimitExceeded)
+    assert isinstance(exc, RateLimitRefused)
     d = exc.decision
     body = {"detail": "Rate limit exceeded", "rule": d.rule, "retry_after_seconds": d.retry_after}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
@@ -63,8 +63,8 @@ def setup_app(app: Any) -> None:
     """Refusal body of ``limit()`` like the middleware's, and the limits in ``/docs``.
     ``install()`` calls it; call it yourself when you use ``limit()`` without ``install``."""
     handlers = getattr(app, "exception_handlers", None)
-    if handlers is not None and RateLimitExceeded not in handlers:
-        app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
+    if handlers is not None and RateLimitRefused not in handlers:
+        app.add_exception_handler(RateLimitRefused, rate_limit_exceeded_handler)
     from .openapi import document_limits
 
     document_limits(app)
@@ -148,7 +148,7 @@ class RateLimitDependency:
         if not decision.allowed:
             if decision.fallback == "deny":
                 raise HTTPException(503, "Rate limiter unavailable")
-            raise RateLimitExceeded(decision, headers)
+            raise RateLimitRefused(decision, headers)
         for k, v in headers.items():
             response.headers[k] = v
         if decision.delay > 0:

@@ -18,3 +18,14 @@ class ConfigError(ValueError):
 
 class StorageError(RuntimeError):
     """The store could not answer (connection, timeout, bad reply)."""
+
+
+class RateLimitExceeded(Exception):
+    """A limit refused, and waiting until it would pass takes longer than allowed
+    (``Limiter.acquire(timeout=...)``). ``retry_after`` is in seconds; ``decision`` is
+    the last :class:`fastapi_ratelimits.api.Decision`."""
+
+    def __init__(self, message: str, *, retry_after: float, decision: object = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.decision = decision

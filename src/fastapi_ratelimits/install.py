@@ -3,12 +3,20 @@
 ``install`` validates the rules at once (``ConfigError``), compiles them, adds the one pure
 ASGI middleware, wraps the router's lifespan so the store opens at startup and closes at
 shutdown (the app's own lifespan and startup/shutdown handlers still run, inside ours),
-documents the limits in the OpenAPI schema and returns a :class:`RateLimits` handle.
-Without a lifespan (TestClient without ``with``, ``httpx.ASGITransport``) the store opens on
-the first request.
+documents the limits in the OpenAPI schema, mounts the admin API when the file enables it
+and returns a :class:`RateLimits` handle. Without a lifespan (TestClient without ``with``,
+``httpx.ASGITransport``) the store opens on the first request.
 
-A reload validates and compiles off the request path (in a thread) and swaps the compiled
-engine in one assignment: requests in flight finish on the rules they started with.
+For a file path (unless ``watch=False``) the lifespan also starts a :class:`FileWatcher` and
+then reloads once (so a write between ``install()`` and startup is not missed); shutdown
+stops it (its thread joined, its task gone). Without a lifespan there is no watcher:
+``await limits.reload()`` or ``POST {admin.path}/reload`` still work.
+
+A reload reads, validates and compiles off the request path (in a thread) and swaps the
+compiled engine in one assignment: requests in flight finish on the rules they started
+with, and the caches that belong to an engine (matching plans, per-client checks) go with
+the old one. A broken file changes nothing; its error is logged once (the same error is not
+logged again until a good file has cleared it), kept in ``last_reload_error`` and counted.
 """
 
 from __future__ import annotations
@@ -25,19 +33,24 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .admin import build_admin_router
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
+from .logs import RefusalLogger, escape
 from .matching import DOCS_PATHS
+from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
 from .registry import IdentityFn
+from .reload import FileWatcher
 from .storage.base import Store
 from .storage.factory import check_storage, is_memory, open_store
 from .storage.memory import MemoryStore
 
 log = logging.getLogger("fastapi_ratelimits")
+reload_log = logging.getLogger("fastapi_ratelimits.reload")
 
 Source = str | os.PathLike[str] | Mapping[str, Any] | RateLimitsConfig
 OnRefused = Callable[[Request, Decision], Response | Awaitable[Response]]
@@ -75,14 +88,26 @@ def docs_paths(app: Any) -> tuple[str, ...]:
 
 
 class RateLimits:
-    """The handle ``install`` returns."""
+    """The handle ``install`` returns.
+
+    ``config`` / ``loaded``: the rules in force; ``await reload()``, ``await reset()``,
+    ``await status()``, ``await decide()``; ``last_reload_error``; ``metrics`` (Prometheus,
+    or a stand-in that does nothing without prometheus-client); ``watcher`` (the running
+    file watcher, or None); ``refusals`` (the paced refusal log).
+    """
 
     def __init__(self, app: Any, source: Source, loaded: LoadedConfig, *, storage: Any = None,
                  watch: bool = False, identities: Mapping[str, IdentityFn] | None = None,
                  on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None) -> None:
         self.app = app
         self.source = source
-        self.watch = watch
+        # A path is made absolute (a reload reads the file install() read, whatever the working
+        # directory is by then) but not resolved: a Kubernetes ..data swap changes where it leads.
+        path = os.path.abspath(os.fspath(source)) if isinstance(source, str | os.PathLike) else None
+        self._reload_source: Source = path if path is not None else source
+        self.watch_path = path if watch else None
+        self.watch = self.watch_path is not None
+        self.admin = loaded.config.admin  # as mounted: fixed at install
         self.identities = dict(identities or {})
         self.on_refused = on_refused
         self.last_reload_error: str | None = None
@@ -101,6 +126,37 @@ class RateLimits:
         self._open_lock: asyncio.Lock | None = None
         self._after_reload: list[Callable[[], None]] = []
         self._code_rules: dict[str, CompiledRule] = {}  # limit() dependencies seen so far
+        self._watcher: FileWatcher | None = None
+        self._logged_error: str | None = None  # the reload error last logged (logged once)
+        self.refusals = RefusalLogger(log)
+        self.metrics: MetricsLike = create_metrics()
+        self._metrics: Metrics | None = None
+        self._set_metrics(self.metrics)
+        self._decision_listeners.append(self._observe_decision)
+
+    # -- metrics and refusal logs ---------------------------------------------------------
+    def _set_metrics(self, metrics: MetricsLike) -> None:
+        """Use ``metrics`` (a :class:`Metrics` or ``NoopMetrics``) from now on."""
+        self.metrics = metrics
+        self._metrics = metrics if isinstance(metrics, Metrics) else None
+        metrics.accept_rule = self._code_rules.__contains__
+        metrics.set_rules(self._rule_names())
+        loaded = self._active.loaded
+        metrics.config_loaded(loaded.hash, loaded.loaded_at)
+
+    def _rule_names(self) -> list[str]:
+        return [r.name for r in self._active.engine.rules] + list(self._code_rules)
+
+    def _observe_decision(self, decision: Decision, seconds: float) -> None:
+        """The built-in decision listener: metrics, and a paced log line per refusal."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.observe_decision(decision, seconds)
+        if decision.rule is not None or decision.shadow_limited:
+            refusals = self.refusals
+            for o in decision.outcomes:
+                if not o.allowed:
+                    refusals.refused(o.rule, o.key, shadow=o.shadow)
 
     # -- what is in force -------------------------------------------------------------
     @property
@@ -118,6 +174,8 @@ class RateLimits:
         return self._active.engine
 
     def _compile(self, config: RateLimitsConfig) -> Engine:
+        if config.admin != self.admin:  # the admin API stays where it was mounted, and protected
+            config = config.model_copy(update={"admin": self.admin})
         router = getattr(self.app, "router", None)
         return Engine(config, router=router, identities=self.identities, docs_paths=self._docs_paths)
 
@@ -143,12 +201,46 @@ class RateLimits:
         self._store = open_store(self.config.storage, self._storage_override, self._clock_us)
         self._store_loop = None
         self._store_loop_check = False
-        # WATCHER: the file watcher (reload.py) starts here when self.watch is True.
+        self._reload_lock = asyncio.Lock()  # of this event loop
+        if self.watch:
+            await self._start_watcher()
 
     async def shutdown(self) -> None:
-        """Close the store (the app's lifespan calls this)."""
-        # WATCHER: the file watcher stops here.
+        """Stop the watcher and close the store (the app's lifespan calls this)."""
+        await self._stop_watcher()
         await self._close_store()
+        self.refusals.flush()
+
+    # -- the file watcher ---------------------------------------------------------------
+    @property
+    def watcher(self) -> FileWatcher | None:
+        """The running file watcher (None without a lifespan, or for a dict/model source)."""
+        return self._watcher
+
+    async def _start_watcher(self) -> None:
+        await self._stop_watcher()
+        assert self.watch_path is not None
+        watcher = FileWatcher(self.watch_path, self._on_file_change, call_on_missing=True)
+        try:
+            await watcher.start()
+        except Exception:
+            reload_log.exception("cannot watch %s; reload with POST {admin.path}/reload or limits.reload()",
+                                 self.watch_path)
+            return
+        self._watcher = watcher
+        # The file may have changed between install() and now, before the watcher's baseline.
+        await self._reload(startup=True)
+
+    async def _stop_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            try:
+                await watcher.stop()
+            except Exception:  # e.g. started on an event loop that is gone
+                reload_log.warning("stopping the rules file watcher failed", exc_info=True)
+
+    async def _on_file_change(self) -> None:
+        await self._reload()
 
     async def _close_store(self) -> None:
         store, self._store = self._store, None
@@ -183,8 +275,8 @@ class RateLimits:
         self._reload_listeners.append(fn)
 
     def add_decision_listener(self, fn: Callable[[Decision, float], None]) -> None:
-        """Call ``fn(decision, seconds)`` after every decision (metrics). Costs nothing
-        while no listener is registered."""
+        """Call ``fn(decision, seconds)`` after every decision (the handle's own listener
+        counts metrics and logs refusals)."""
         self._decision_listeners.append(fn)
 
     def _notify_decision(self, decision: Decision, seconds: float) -> None:
@@ -195,42 +287,71 @@ class RateLimits:
                 log.exception("decision listener failed")
 
     # -- reload -------------------------------------------------------------------------
-    def _load(self) -> tuple[LoadedConfig, Engine]:
-        loaded = load_config(self.source, extra_identities=self.identities.keys())
+    def _load(self, current_hash: str) -> tuple[LoadedConfig, Engine | None]:
+        """Read and validate the source; compile it when it differs from ``current_hash``.
+        Runs in a worker thread."""
+        loaded = load_config(self._reload_source, extra_identities=self.identities.keys())
+        if loaded.hash == current_hash:
+            return loaded, None
         return loaded, self._compile(loaded.config)
 
     async def reload(self) -> ReloadResult:
         """Re-read the source, validate, compile off the request path, swap. A bad source
         changes nothing and sets ``last_reload_error``; a good one clears it."""
+        return await self._reload()
+
+    async def _reload(self, *, startup: bool = False) -> ReloadResult:
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()
         async with self._reload_lock:
             old = self._active
             try:
-                loaded, engine = await asyncio.to_thread(self._load)
+                loaded, engine = await asyncio.to_thread(self._load, old.loaded.hash)
             except Exception as exc:
                 message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
                 self.last_reload_error = message
-                log.error("rate limit rules not reloaded, the previous rules stay in force: %s",
-                          message.encode("unicode_escape").decode())
+                if message != self._logged_error:  # once per error, not once per attempt
+                    self._logged_error = message
+                    reload_log.error("rate limit rules not reloaded, the previous rules (hash %s) stay in force: %s",
+                                     old.loaded.hash, message.encode("unicode_escape").decode())
                 result = ReloadResult(False, False, old.loaded.hash, message, time.time())
             else:
-                changed = loaded.hash != old.loaded.hash
-                if not changed:
-                    loaded = old.loaded  # same rules: keep when and from where they were loaded
-                if loaded.config.storage != old.loaded.config.storage:
-                    log.warning("storage settings changed in the rules file; they take effect at the next restart")
-                self._active = _Active(loaded, engine)  # the swap: one assignment
-                self.last_reload_error = None
-                for fn in self._after_reload:
-                    fn()
-                result = ReloadResult(True, changed, loaded.hash, None, time.time())
+                if self.last_reload_error is not None:
+                    reload_log.info("rules file %s is valid again", escape(loaded.source, 256))
+                self.last_reload_error = self._logged_error = None
+                if engine is None:  # same rules: nothing to swap, caches stay warm
+                    result = ReloadResult(True, False, old.loaded.hash, None, time.time())
+                    if startup:
+                        return result  # the check at startup found nothing new: not a reload
+                else:
+                    self._warn_fixed_settings(old.loaded.config, loaded.config)
+                    self._active = _Active(loaded, engine)  # the swap: one assignment
+                    for fn in self._after_reload:
+                        try:
+                            fn()
+                        except Exception:
+                            log.exception("after-reload hook failed")
+                    self.metrics.set_rules(self._rule_names())
+                    self.metrics.config_loaded(loaded.hash, loaded.loaded_at)
+                    reload_log.info("rate limit rules reloaded from %s: %d rules, hash %s",
+                                    escape(loaded.source, 256), len(loaded.config.rules), loaded.hash)
+                    result = ReloadResult(True, True, loaded.hash, None, time.time())
+            self.metrics.reload("error" if not result.ok else "ok" if result.changed else "unchanged")
         for listener in self._reload_listeners:
             try:
                 listener(result)
             except Exception:
                 log.exception("reload listener failed")
         return result
+
+    def _warn_fixed_settings(self, old: RateLimitsConfig, new: RateLimitsConfig) -> None:
+        if new.storage != old.storage:
+            reload_log.warning("storage settings changed in the rules file; they take effect at the next restart")
+        if new.admin != old.admin:
+            a = self.admin
+            reload_log.warning(
+                "admin settings changed in the rules file; the admin API stays as installed "
+                "(enabled=%s, path=%s, token_env=%s) until the next restart", a.enabled, a.path, a.token_env)
 
     # -- outside HTTP -------------------------------------------------------------------
     async def decide(self, rule: str, key: str, cost: int = 1) -> Decision:
@@ -302,6 +423,18 @@ def _check_admin(config: RateLimitsConfig) -> None:
         )
 
 
+def _mount_admin(app: Any, limits: RateLimits) -> None:
+    """The admin API at ``admin.path`` (fixed for the life of the app; a reload that
+    changes the ``admin`` section logs a warning)."""
+    admin = limits.admin
+    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics)
+    prefix = admin.path.rstrip("/")
+    if hasattr(app, "include_router"):
+        app.include_router(router, prefix=prefix)
+    else:  # a plain Starlette app
+        app.mount(prefix or "/", router)
+
+
 def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: bool | None = None,
             identities: Mapping[str, IdentityFn] | None = None, on_refused: OnRefused | None = None,
             clock: Callable[[], float] | None = None) -> RateLimits:
@@ -309,7 +442,8 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     or a ``RateLimitsConfig``). Raises ``ConfigError`` at once for a bad file.
 
     ``storage``: a URL or a ready redis client, instead of the file's ``storage.url``.
-    ``watch``: reload when the file changes (default: True for a file path).
+    ``watch``: reload when the file changes (default: True for a file path); the watcher
+    runs while the app's lifespan does (none without a lifespan: call ``reload()``).
     ``identities``: ``{"name": fn(request) -> str | None}`` usable as rule scopes.
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).
@@ -324,7 +458,7 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     app.add_middleware(RateLimitMiddleware, limits=limits)
     _wrap_lifespan(app, limits)
     if loaded.config.admin.enabled:
-        pass  # ADMIN: the admin router (admin.py) is mounted here, at loaded.config.admin.path.
+        _mount_admin(app, limits)
     from .dependency import setup_app
     from .openapi import document_limits
 

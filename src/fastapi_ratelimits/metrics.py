@@ -12,8 +12,11 @@ same methods, which do nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal, Protocol, get_args
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+if TYPE_CHECKING:
+    from .decision import Decision
 
 Outcome = Literal["allowed", "limited", "shadow_limited", "error"]
 ReloadOutcome = Literal["ok", "error", "unchanged"]
@@ -103,6 +106,9 @@ class Metrics:
         self._rules: frozenset[str] = frozenset()
         self._children: dict[tuple[str, str], Any] = {}
         self._hash: str | None = None
+        # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
+        # the first time): True makes it a label of its own, False counts it as "other".
+        self.accept_rule: Callable[[str], bool] | None = None
         self.set_rules(())
 
     # -- setup, once per config ----------------------------------------------------------
@@ -139,6 +145,40 @@ class Metrics:
 
     def decision_latency(self, seconds: float) -> None:
         self._observe(seconds)
+
+    def observe_decision(self, decision: Decision, seconds: float) -> None:
+        """Count every rule's outcome of one decision, its store error if any, and its time.
+
+        Per rule: ``limited`` (it refused), ``shadow_limited`` (a shadow rule that would have),
+        ``error`` (the store failed and ``on_error`` let the rule through undecided),
+        ``allowed`` otherwise (also when another rule refused the request). A rule decided
+        by the ``local`` fallback counts as allowed or limited. A decision the store could not
+        make that carries no rule (``on_error: deny``) counts as ``other``/``error``.
+        """
+        children = self._children
+        error = decision.error
+        outcomes = decision.outcomes
+        for o in outcomes:
+            if o.allowed:
+                outcome = "allowed" if error is None or o.results else "error"
+            else:
+                outcome = "shadow_limited" if o.shadow else "limited"
+            child = children.get((o.rule, outcome))
+            if child is None:
+                child = self._unknown(o.rule, outcome)
+            child.inc()
+        if error is not None:
+            self._storage_inc()
+            if not outcomes:
+                children[(OTHER_RULE, "error")].inc()
+        self._observe(seconds)
+
+    def _unknown(self, rule: str, outcome: str) -> Any:
+        accept = self.accept_rule
+        if accept is not None and rule != OTHER_RULE and accept(rule):
+            self.set_rules(self._rules | {rule})
+            return self._children[(rule, outcome)]
+        return self._children[(OTHER_RULE, outcome)]
 
     def storage_error(self) -> None:
         self._storage_inc()
@@ -184,6 +224,7 @@ class NoopMetrics:
 
     enabled = False
     registry: Any = None
+    accept_rule: Callable[[str], bool] | None = None
 
     def set_rules(self, names: Iterable[str]) -> None:
         return None
@@ -196,6 +237,9 @@ class NoopMetrics:
         return None
 
     def decision_latency(self, seconds: float) -> None:
+        return None
+
+    def observe_decision(self, decision: Decision, seconds: float) -> None:
         return None
 
     def storage_error(self) -> None:

@@ -15,7 +15,8 @@ Filesystem events only say "look again": the callback runs when the file's *cont
 differs from what it last reported (a stat signature skips the read when nothing moved),
 so unrelated files in the same directory never cause a reload. A burst of events is one
 callback, and callbacks never overlap. A deleted file does not call back (the last good
-rules stay in force); its return does.
+rules stay in force) unless ``call_on_missing`` asks for it (once per disappearance, so the
+callback can say why the rules did not change); its return does.
 
 The notifications come from ``watchfiles`` (Rust ``notify``: inotify, FSEvents, ...) run
 with a short ``debounce`` / ``step``, a ``stop_event`` and a ``rust_timeout`` tick. The
@@ -77,7 +78,9 @@ class FileWatcher:
 
     ``debounce_ms`` is the longest a burst of events is grouped before the file is looked
     at; ``step_ms`` the quiet time that ends a burst early (and the longest ``stop()`` waits
-    for the watch thread); ``tick_ms`` how often the file is re-checked without events.
+    for the watch thread); ``tick_ms`` how often the file is re-checked without events;
+    ``call_on_missing``: also call back (once) when the file disappears, instead of only
+    logging a warning.
     Start and stop it from the same event loop. ``stop()`` is idempotent; the watcher can be
     started again after it.
     """
@@ -90,6 +93,7 @@ class FileWatcher:
         debounce_ms: int = 50,
         step_ms: int = 20,
         tick_ms: int = 250,
+        call_on_missing: bool = False,
     ) -> None:
         if debounce_ms < 1 or step_ms < 1 or tick_ms < step_ms:
             raise ValueError("debounce_ms and step_ms must be >= 1, and tick_ms >= step_ms")
@@ -98,6 +102,7 @@ class FileWatcher:
         self._debounce_ms = debounce_ms
         self._step_ms = min(step_ms, debounce_ms)
         self._tick_ms = tick_ms
+        self._call_on_missing = call_on_missing
         self._thread: threading.Thread | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -267,7 +272,11 @@ class FileWatcher:
         if sig is None:
             if not self._missing:
                 self._missing = True
-                logger.warning("rules file %s is gone; the last rules stay in force until it is back", self.path)
+                if self._call_on_missing:
+                    self.changes_reported += 1
+                    self._call(loop, self._pending.set)
+                else:
+                    logger.warning("rules file %s is gone; the last rules stay in force until it is back", self.path)
             return
         if sig == self._sig and not self._missing:
             return

@@ -1,14 +1,23 @@
-"""Fixed window: at most ``limit`` units in each window aligned to the clock.
+"""Fixed window: at most ``limit`` units in each window ``[k*W, (k+1)*W)`` aligned to
+the clock.
 
-State ``(window_index, count)``.
+State ``(window_index, count)``. Decision, in this order on doubles::
+
+    win = floor(now / W);  count = 0
+    if a state exists and its window >= win: win, count = state   (a clock stepping
+                                                back stays in the later window)
+    reset = ceil((win + 1) * W - now)
+    admitted when count + cost <= limit  ->  state (win, count + cost),
+        remaining = limit - count - cost
+    refused: retry_after = max(reset, 1), remaining = max(limit - count, 0)
 """
 
 from __future__ import annotations
 
-import math
+from math import ceil, floor
 from typing import Any
 
-from .base import Algorithm, LimitParams, LimitResult, ceil_us
+from .base import Algorithm, LimitParams, LimitResult
 
 
 class FixedWindow(Algorithm):
@@ -17,13 +26,14 @@ class FixedWindow(Algorithm):
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
-        win = math.floor(now / p.window_us)
+        window = p.window_us
+        limit = p.limit
+        win = floor(now / window)
         count = 0
-        if state is not None:
-            if state[0] >= win:
-                win, count = state[0], state[1]
-        reset = ceil_us((win + 1) * p.window_us - now)
-        if count + cost <= p.limit:
-            count += cost
-            return LimitResult(True, p.limit, p.limit - count, reset, 0), (win, count)
-        return LimitResult(False, p.limit, max(0, p.limit - count), reset, max(1, reset)), (win, count)
+        if state is not None and state[0] >= win:
+            win = state[0]
+            count = state[1]
+        reset = ceil((win + 1) * window - now)
+        if count + cost <= limit:
+            return LimitResult(True, limit, limit - count - cost, reset, 0), (win, count + cost)
+        return LimitResult(False, limit, max(0, limit - count), reset, max(1, reset)), None

@@ -1,13 +1,35 @@
-"""GCRA (generic cell rate algorithm): one timestamp per key, the theoretical arrival
-time ``tat``. Each unit moves it one emission interval ``T = window / limit``; a
-request is admitted when ``tat + cost*T - burst*T <= now``.
+"""GCRA (generic cell rate algorithm): every unit moves a theoretical arrival time
+``tat`` one emission interval ``T = window / limit`` into the future; a request of
+``cost`` units is admitted when ``tat + cost*T - burst*T <= now``.
+
+State ``(ts, backlog)``: ``tat = ts + backlog``, kept as the clock time of the last
+admission (a whole number) and the backlog ``tat - ts`` (a small number). Adding the
+fractions of ``T`` to the small backlog instead of to a large absolute time keeps the
+arithmetic exact enough at any clock magnitude (with an absolute ``tat`` near 1.7e15
+microseconds, an epoch clock, the spacing of doubles is 0.25 us and a burst of N at
+one instant could come out as N - 1).
+
+Decision, in this order on doubles::
+
+    T = window / limit;  tau = T * burst
+    backlog = 0                                 if no state
+            = max(backlog0 - (now - ts0), 0)    otherwise
+    new = backlog + T * cost;  excess = new - tau
+    admitted when excess <= T * EPS   ->  state (now, new)
+    remaining = floor((tau - new) / T + EPS), reset = ceil(new)
+    refused:  retry_after = ceil(excess), remaining = floor((tau - backlog) / T + EPS),
+              reset = ceil(backlog)
+
+``EPS`` (1e-9 of a unit) absorbs the rounding of a retry made exactly at
+``now + retry_after``; it cannot add up to a whole request.
 """
 
 from __future__ import annotations
 
+from math import ceil, floor
 from typing import Any
 
-from .base import Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
 
 
 class GCRA(Algorithm):
@@ -19,16 +41,19 @@ class GCRA(Algorithm):
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
         interval = p.window_us / p.limit
         tau = interval * p.burst
-        tat = now if state is None else max(state[0], now)
-        new_tat = tat + interval * cost
-        allow_at = new_tat - tau
-        if allow_at <= now:
-            remaining = floor_units((now - allow_at) / interval)
-            return LimitResult(True, p.limit, remaining, ceil_us(new_tat - now), 0), (new_tat,)
-        remaining = floor_units((now - (tat - tau)) / interval)
+        if state is None:
+            backlog = 0.0
+        else:
+            backlog = state[1] - (now - state[0])
+            if backlog < 0.0:
+                backlog = 0.0
+        new = backlog + interval * cost
+        excess = new - tau
+        if excess <= interval * EPS:
+            return LimitResult(True, p.limit, floor((tau - new) / interval + EPS), ceil(new), 0), (now, new)
         return (
-            LimitResult(False, p.limit, remaining, ceil_us(tat - now), ceil_us(allow_at - now)),
-            (tat,),
+            LimitResult(False, p.limit, floor_units((tau - backlog) / interval), ceil(backlog), ceil(excess)),
+            None,
         )
 
     @staticmethod

@@ -1,12 +1,23 @@
 """Leaky bucket as a meter: a bucket of size ``burst`` that drains ``limit`` per window.
 
-State ``(level, ts)``. A request pours ``cost`` units in when they fit. It admits the
-same requests as a token bucket of the same burst; remaining and reset describe the
-level draining.
+State ``(level, ts)``: the level at clock time ``ts``. A request pours ``cost`` units in
+when they fit. It admits the same requests as a token bucket of the same burst;
+remaining and reset describe the level draining. Decision, in this order on doubles::
+
+    level, ts = 0, now                             if no state
+    otherwise, when now > ts:
+        level = max(level - (now - ts) * limit / window, 0);  ts = now
+    admitted when level + cost <= burst + EPS  ->  new = level + cost, state (new, ts)
+        remaining = floor(burst - new + EPS), reset = ceil(new * window / limit)
+    refused: retry_after = ceil((level + cost - burst) * window / limit),
+             remaining = max(floor(burst - level + EPS), 0), reset = ceil(level * window / limit)
+
+A clock stepping back neither drains nor moves ``ts`` back.
 """
 
 from __future__ import annotations
 
+from math import ceil, floor
 from typing import Any
 
 from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
@@ -19,22 +30,29 @@ class LeakyBucket(Algorithm):
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        limit = p.limit
+        window = p.window_us
         cap = p.burst
         if state is None:
-            level, ts = 0.0, now
+            level = 0.0
+            ts = now
         else:
             level, ts = state
-        elapsed = now - ts
-        if elapsed > 0:
-            level = max(0.0, level - elapsed * p.limit / p.window_us)
-        ts = max(ts, now)
+            if now > ts:
+                level = level - (now - ts) * limit / window
+                if level < 0.0:
+                    level = 0.0
+                ts = now
         if level + cost <= cap + EPS:
-            new_level = level + cost
-            reset = ceil_us(new_level * p.window_us / p.limit)
-            return LimitResult(True, p.limit, floor_units(cap - new_level), reset, 0), (new_level, ts)
-        retry = ceil_us((level + cost - cap) * p.window_us / p.limit)
-        reset = ceil_us(level * p.window_us / p.limit)
-        return LimitResult(False, p.limit, floor_units(cap - level), reset, retry), (level, ts)
+            new = level + cost
+            return LimitResult(True, limit, floor(cap - new + EPS), ceil(new * window / limit), 0), (new, ts)
+        return (
+            LimitResult(
+                False, limit, floor_units(cap - level), ceil(level * window / limit),
+                ceil((level + cost - cap) * window / limit),
+            ),
+            None,
+        )
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

@@ -1,16 +1,31 @@
 """Queue: over-rate requests wait in line for their slot, up to ``max_delay``.
 
-GCRA scheduling: state ``tat``. A request's slot is ``allow_at = tat' - burst*T``
-(``tat' = max(tat, now) + cost*T``); it is admitted with a delay of ``allow_at - now``
-when that is at most ``max_delay``, otherwise refused. ``burst`` defaults to 1, so
-admitted requests are spaced one interval apart.
+GCRA scheduling (see ``gcra.py``; the same state ``(ts, backlog)``, ``tat = ts +
+backlog``). A request's slot comes ``delay = backlog + cost*T - burst*T`` after now; it
+is admitted with that delay (rounded up to a whole microsecond, never above
+``max_delay``) when ``delay <= max_delay``, otherwise refused. ``burst`` defaults to 1,
+so admitted requests start one interval apart. Starts obey the GCRA bound: at most
+``burst + rate * elapsed`` units start in any interval (plus 1 us for the rounding up),
+except that a request costing more than ``burst`` starts its units as one block once
+all but the first one's slots have passed.
+
+Decision, in this order on doubles::
+
+    T = window / limit;  tau = T * burst
+    backlog = 0 if no state, else max(backlog0 - (now - ts0), 0)
+    new = backlog + T * cost;  delay = new - tau
+    admitted when delay <= max_delay + T * EPS  ->  state (now, new)
+        delay_us = min(ceil(delay), max_delay)   (ceil of a negative delay is 0)
+        remaining = floor((max_delay - delay) / T + EPS), reset = ceil(new)
+    refused: retry_after = ceil(delay - max_delay), remaining 0, reset = ceil(backlog)
 """
 
 from __future__ import annotations
 
+from math import ceil, floor
 from typing import Any
 
-from .base import Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us
 
 
 class Queue(Algorithm):
@@ -26,16 +41,21 @@ class Queue(Algorithm):
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
         interval = p.window_us / p.limit
         tau = interval * p.burst
-        tat = now if state is None else max(state[0], now)
-        new_tat = tat + interval * cost
-        allow_at = new_tat - tau
-        delay = allow_at - now
-        if delay <= p.max_delay_us:
-            wait = ceil_us(delay)
-            remaining = floor_units((now + p.max_delay_us - allow_at) / interval)
-            return LimitResult(True, p.limit, remaining, ceil_us(new_tat - now), 0, wait), (new_tat,)
-        retry = ceil_us(delay - p.max_delay_us)
-        return LimitResult(False, p.limit, 0, ceil_us(tat - now), retry), (tat,)
+        if state is None:
+            backlog = 0.0
+        else:
+            backlog = state[1] - (now - state[0])
+            if backlog < 0.0:
+                backlog = 0.0
+        new = backlog + interval * cost
+        delay = new - tau
+        max_delay = p.max_delay_us
+        if delay <= max_delay + interval * EPS:
+            wait = ceil(delay) if delay > 0.0 else 0
+            if wait > max_delay:
+                wait = max_delay
+            return LimitResult(True, p.limit, floor((max_delay - delay) / interval + EPS), ceil(new), 0, wait), (now, new)
+        return LimitResult(False, p.limit, 0, ceil(backlog), ceil(delay - max_delay)), None
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

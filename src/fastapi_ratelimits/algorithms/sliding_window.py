@@ -1,10 +1,31 @@
 """Sliding window (weighted counter): the count of the current window plus the count
 of the previous one weighted by how much of it the sliding window still covers.
 
-State ``(window_index, current, previous)``. Two integers a key, O(1). It assumes the
-previous window's requests were spread evenly; in the worst case (all of them at its
-very end) a sliding window of one window's length can hold up to ``2 * limit``, while
-every aligned window holds at most ``limit``.
+State ``(window_index, current, previous)``: two counts a key, O(1).
+
+Error bound: every aligned window ``[k*W, (k+1)*W)`` holds at most ``limit`` units,
+and any window of length ``W`` (not aligned) holds at most ``2 * limit``. The estimate
+assumes the previous window's requests were spread evenly; when they all came at its
+very end, a sliding window straddling the boundary can hold nearly twice the limit
+(never more: it covers parts of two aligned windows). Use ``sliding_window_log`` for
+an exact limit over every window.
+
+Decision, in this order on doubles::
+
+    win = floor(now / W);  cur = prev = 0
+    if a state exists: if its window >= win: win, cur, prev = state
+                       elif its window == win - 1: prev = its cur
+    start = win * W;  elapsed = min(max(now - start, 0), W)
+    est = prev * (W - elapsed) / W + cur;  reset = ceil(start + W - now)
+    admitted when est + cost <= limit + EPS  ->  state (win, cur + cost, prev),
+        remaining = max(floor(limit - est - cost + EPS), 0)
+    refused: remaining = max(floor(limit - est + EPS), 0) and retry_after =
+        cost > limit:        ceil(start + 2W - now)          (never passes)
+        cur + cost <= limit: ceil(start + W - float(limit - cost - cur) * W / prev - now)
+                             (later in this window, as the previous one fades)
+        otherwise:           ceil(start + W + W - float(limit - cost) * W / cur - now)
+                             (in the next window, where cur becomes the previous)
+        at least 1.
 
 Products of counts and windows are taken as floats (``float(n - cost) * w``), as the Lua
 twin does on doubles: an exact integer product can pass 2**53 for large limits and long
@@ -13,10 +34,10 @@ windows and round differently.
 
 from __future__ import annotations
 
-import math
+from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, floor_units
 
 
 class SlidingWindow(Algorithm):
@@ -27,32 +48,31 @@ class SlidingWindow(Algorithm):
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
         w = p.window_us
         n = p.limit
-        win = math.floor(now / w)
+        win = floor(now / w)
         cur = 0
         prev = 0
         if state is not None:
             if state[0] >= win:
-                win, cur, prev = state[0], state[1], state[2]
+                win, cur, prev = state
             elif state[0] == win - 1:
                 prev = state[1]
         start = win * w
-        elapsed = min(max(now - start, 0.0), float(w))
+        elapsed = now - start
+        if elapsed < 0.0:
+            elapsed = 0.0
+        elif elapsed > w:
+            elapsed = float(w)
         est = prev * (w - elapsed) / w + cur
-        reset = ceil_us(start + w - now)
+        reset = ceil(start + w - now)
         if est + cost <= n + EPS:
-            return (
-                LimitResult(True, n, floor_units(n - est - cost), reset, 0),
-                (win, cur + cost, prev),
-            )
+            return LimitResult(True, n, floor(n - est - cost + EPS), reset, 0), (win, cur + cost, prev)
         if cost > n:
-            retry = ceil_us(start + 2 * w - now)
+            retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:
-            # within this window, once the previous window's weight has decayed enough
-            retry = ceil_us(start + w - float(n - cost - cur) * w / prev - now)
+            retry = ceil(start + w - float(n - cost - cur) * w / prev - now)
         else:
-            # in the next window, where this window's count becomes the weighted one
-            retry = ceil_us(start + w + w - float(n - cost) * w / cur - now)
-        return LimitResult(False, n, floor_units(n - est), reset, max(1, retry)), (win, cur, prev)
+            retry = ceil(start + w + w - float(n - cost) * w / cur - now)
+        return LimitResult(False, n, floor_units(n - est), reset, max(1, retry)), None
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

@@ -1,13 +1,26 @@
 """Token bucket: ``burst`` tokens, refilled continuously at ``limit`` per window.
 
-State ``(tokens, ts)``. A request takes ``cost`` tokens when there are that many.
+State ``(tokens, ts)``: the tokens left at clock time ``ts``. A request takes ``cost``
+tokens when there are that many. Decision, in this order on doubles::
+
+    tokens, ts = burst, now                        if no state
+    otherwise, when now > ts:
+        tokens = tokens + (now - ts) * limit / window;  ts = now
+    tokens = min(tokens, burst)
+    admitted when tokens + EPS >= cost  ->  left = max(tokens - cost, 0), state (left, ts)
+        remaining = floor(left + EPS), reset = ceil((burst - left) * window / limit)
+    refused: retry_after = ceil((cost - tokens) * window / limit),
+             remaining = floor(tokens + EPS), reset = ceil((burst - tokens) * window / limit)
+
+A clock stepping back neither refills nor moves ``ts`` back.
 """
 
 from __future__ import annotations
 
+from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us
 
 
 class TokenBucket(Algorithm):
@@ -17,24 +30,31 @@ class TokenBucket(Algorithm):
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        limit = p.limit
+        window = p.window_us
         cap = p.burst
         if state is None:
-            tokens, ts = float(cap), now
+            tokens = float(cap)
+            ts = now
         else:
             tokens, ts = state
-        elapsed = now - ts
-        if elapsed > 0:
-            tokens = min(float(cap), tokens + elapsed * p.limit / p.window_us)
-        else:
-            elapsed = 0
-        ts = max(ts, now)
+            if now > ts:
+                tokens = tokens + (now - ts) * limit / window
+                ts = now
+            if tokens > cap:
+                tokens = float(cap)
         if tokens + EPS >= cost:
-            left = max(0.0, tokens - cost)
-            reset = ceil_us((cap - left) * p.window_us / p.limit)
-            return LimitResult(True, p.limit, floor_units(left), reset, 0), (left, ts)
-        retry = ceil_us((cost - tokens) * p.window_us / p.limit)
-        reset = ceil_us((cap - tokens) * p.window_us / p.limit)
-        return LimitResult(False, p.limit, floor_units(tokens), reset, retry), (tokens, ts)
+            left = tokens - cost
+            if left < 0.0:
+                left = 0.0
+            return LimitResult(True, limit, floor(left + EPS), ceil((cap - left) * window / limit), 0), (left, ts)
+        return (
+            LimitResult(
+                False, limit, floor(tokens + EPS), ceil((cap - tokens) * window / limit),
+                ceil((cost - tokens) * window / limit),
+            ),
+            None,
+        )
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

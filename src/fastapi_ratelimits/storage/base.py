@@ -23,16 +23,19 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:@/\-]*$")
 
 def safe_key(identity: str) -> str:
     """An identity as it may appear in a key: short, printable, free of ``{`` and ``}``
-    (hash-tag braces). Anything else, or anything longer than 64 bytes, is hashed."""
-    if len(identity) <= MAX_KEY_BYTES and _SAFE_KEY.match(identity):
+    (hash-tag braces). Anything else, or anything longer than 64 bytes, is hashed.
+    Identities that already look like a hash (``h:...``) are hashed too, so a caller
+    cannot pick an identity that lands on another caller's hashed key."""
+    if len(identity) <= MAX_KEY_BYTES and _SAFE_KEY.match(identity) and not identity.startswith("h:"):
         return identity
     digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"h:{digest}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Check:
-    """One rule for one identity."""
+    """One rule for one identity. Treat it as immutable (not ``frozen`` only because a
+    frozen dataclass is several times slower to build, and one is built per request)."""
 
     rule: str
     algorithm: str
@@ -42,12 +45,12 @@ class Check:
     shadow: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CheckResult:
     """Per-limit results of one check, in the order of ``Check.limits``.
 
     ``allowed`` is the check's own verdict; ``committed`` says whether its units were
-    taken (False when another enforced check refused the batch).
+    taken (False when another enforced check refused the batch). Treat it as immutable.
     """
 
     check: Check

@@ -1,138 +1,322 @@
 """The memory store: one process, bounded, monotonic clock, thread- and task-safe.
 
-Keys live in an LRU map bounded by ``max_keys``: when full, the least recently used
-key goes first (an evicted key is simply fresh again, so eviction never lets through
-more than a new caller would get). Idle keys expire after their algorithm's TTL and
-are swept a few at a time as decisions pass. A decision holds one lock for the whole
-batch and never awaits, so it is atomic for threads and asyncio tasks alike.
+Layout. Counters live in one table per limit class ``(rule, algorithm, window)``; a
+table is an LRU map (``OrderedDict``) from the identity to a flat tuple
+``(touched_us, *state)``. Keying by the bare identity string (no per-key tuple or
+composite string) and keeping the state flat keep a key near 250 bytes.
+
+Bounds. The store holds at most ``max_keys`` keys over all tables: when full, the least
+recently used key of the whole store goes first (an evicted key is simply fresh again).
+A key is used when a decision reads it, admitted or not.
+
+Expiry. A key idle for its algorithm's TTL is the same as a fresh one: reads treat it so,
+and it is dropped as decisions pass (the front of the table in use is swept on every
+insert, the fronts of every table every few thousand decisions). ``touched`` only moves
+forward, so a clock stepping back never shortens a key's life.
+
+Concurrency. A decision holds one lock for the whole batch, does O(1) work per limit
+(amortised for the log) and never awaits, so it is atomic for threads and asyncio
+tasks alike; the async face calls the sync one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..algorithms.base import Algorithm
+from ..algorithms.base import Algorithm, LimitParams, LimitResult
 from ..registry import get_algorithm
-from .base import Check, CheckResult, batch_verdict, safe_key
+from .base import Check, CheckResult
 
-_SWEEP = 2  # expired keys looked at per decision
+_SWEEP = 2  # expired keys dropped per insert
+_FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
+
+
+_monotonic_ns = time.monotonic_ns
 
 
 def monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
+    return _monotonic_ns() // 1000
+
+
+def memory_key(identity: str) -> str | bytes:
+    """The identity as a key of the memory store: itself when at most 64 characters,
+    else its 16-byte digest (so a key's size is bounded). A digest is ``bytes`` and an
+    identity ``str``: no identity can land on another one's digest."""
+    if len(identity) <= 64:
+        return identity
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Table:
+    """The keys of one limit class ``(rule, algorithm, window)``."""
+
+    __slots__ = ("algo", "algorithm", "entries", "params", "plain_commit", "rule", "ttl", "window_us")
+
+    def __init__(self, rule: str, algorithm: str, algo: type[Algorithm], p: LimitParams) -> None:
+        self.rule = rule
+        self.algorithm = algorithm
+        self.window_us = p.window_us
+        self.algo = algo
+        self.plain_commit = algo.commit is Algorithm.commit
+        self.params = p
+        self.ttl = float(algo.ttl_us(p))
+        self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
+
+    def tune(self, p: LimitParams) -> None:
+        """Limits of one class may differ (overrides, reloads): keep the longest TTL, which
+        is always safe (a state past its TTL decides like a fresh one)."""
+        self.params = p
+        ttl = float(self.algo.ttl_us(p))
+        if ttl > self.ttl:
+            self.ttl = ttl
 
 
 class MemoryStore:
+    """Counters in this process. ``decide_sync``/``peek_sync``/``reset_sync`` are the
+    thread-safe faces; ``decide``/``peek``/``reset`` the async ones (same work)."""
+
     def __init__(self, max_keys: int = 1_000_000, clock: Callable[[], int] | None = None) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
         self.max_keys = max_keys
         self.clock = clock or monotonic_us
-        # key -> [expires_at_us, state]
-        self._data: OrderedDict[tuple[str, str, int], list[Any]] = OrderedDict()
+        self._default_clock = clock is None
+        self._tables: dict[tuple[str, str, int], _Table] = {}
+        self._size = 0
+        self._ops = 0
         self._lock = threading.Lock()
-        self._algos: dict[str, type[Algorithm]] = {}
 
     def __len__(self) -> int:
-        return len(self._data)
+        return self._size
 
-    def _algo(self, name: str) -> type[Algorithm]:
-        cls = self._algos.get(name)
-        if cls is None:
-            cls = self._algos[name] = get_algorithm(name)
-        return cls
+    # -- tables -------------------------------------------------------------------
 
-    def _sweep(self, now: float) -> None:
-        data = self._data
-        for _ in range(_SWEEP):
-            if not data:
+    def _table(self, rule: str, algorithm: str, p: LimitParams) -> _Table:
+        tbl = self._tables.get((rule, algorithm, p.window_us))
+        if tbl is None:
+            tbl = _Table(rule, algorithm, get_algorithm(algorithm), p)
+            self._tables[(rule, algorithm, p.window_us)] = tbl
+        elif tbl.params is not p:
+            tbl.tune(p)
+        return tbl
+
+    def _sweep(self, tbl: _Table, now: float, budget: int) -> None:
+        entries = tbl.entries
+        limit = now - tbl.ttl
+        for _ in range(budget):
+            if not entries:
                 return
-            key = next(iter(data))
-            if data[key][0] > now:
+            key = next(iter(entries))
+            if entries[key][0] > limit:
                 return
-            del data[key]
+            del entries[key]
+            self._size -= 1
 
-    def decide_sync(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
-        now = float(self.clock() if now_us is None else now_us)
-        data = self._data
-        with self._lock:
-            staged: list[tuple[Any, ...]] = []
-            verdicts: list[bool] = []
-            per_check: list[list[Any]] = []
-            for check in checks:
-                algo = self._algo(check.algorithm)
-                ident = safe_key(check.key)
-                results = []
-                ok = True
-                for p in check.limits:
-                    k = (check.rule + "\x00" + ident, check.algorithm, p.window_us)
-                    entry = data.get(k)
-                    state = entry[1] if entry is not None and entry[0] > now else None
-                    res, pending = algo.peek(state, now, check.cost, p)
-                    ok = ok and res.allowed
-                    results.append(res)
-                    staged.append((k, algo, state, pending, algo.ttl_us(p), check.shadow))
-                verdicts.append(ok)
-                per_check.append(results)
-            admitted = batch_verdict(checks, verdicts)
-            out: list[CheckResult] = []
-            i = 0
-            for check, ok, results in zip(checks, verdicts, per_check, strict=True):
-                commit = admitted and ok
-                if commit:
-                    for _ in check.limits:
-                        k, algo, state, pending, ttl, _shadow = staged[i]
-                        data[k] = [now + ttl, algo.commit(state, pending)]
-                        data.move_to_end(k)
-                        i += 1
+    def _housekeep(self, now: float) -> None:
+        if self._ops >= _FULL_SWEEP_EVERY:
+            self._ops = 0
+            for tkey, tbl in list(self._tables.items()):
+                self._sweep(tbl, now, 64)
+                if not tbl.entries:  # a rule gone (reload, a limiter collected)
+                    del self._tables[tkey]
+
+    def _make_room(self) -> None:
+        """Before a new key goes in: drop the least recently used key of the whole
+        store while it is full (the oldest front of the tables). Tables left empty stay
+        until the next full sweep (a decision may be about to write into one)."""
+        while self._size >= self.max_keys:
+            oldest: _Table | None = None
+            oldest_at = 0.0
+            for tbl in self._tables.values():
+                if tbl.entries:
+                    at = tbl.entries[next(iter(tbl.entries))][0]
+                    if oldest is None or at < oldest_at:
+                        oldest, oldest_at = tbl, at
+            if oldest is None:  # pragma: no cover - size and tables disagree
+                self._size = 0
+                return
+            oldest.entries.popitem(last=False)
+            self._size -= 1
+
+    def _store(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...] | None, value: tuple[Any, ...], now: float) -> None:
+        entries = tbl.entries
+        if entry is None:
+            self._sweep(tbl, now, _SWEEP)
+            self._make_room()
+            entries[key] = value
+            self._size += 1
+        else:
+            entries[key] = value
+            entries.move_to_end(key)
+
+    # -- decisions ----------------------------------------------------------------
+
+    def decide_sync(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
+        """Decide every check at once, all-or-nothing over the enforced ones."""
+        if now_us is not None:
+            now = float(now_us)
+        elif self._default_clock:
+            now = float(_monotonic_ns() // 1000)
+        else:
+            now = float(self.clock())
+        lock = self._lock
+        lock.acquire()
+        try:
+            if len(checks) != 1 or len(checks[0].limits) != 1:
+                out = self._decide_many(checks, now)
+                self._ops += 1
+                self._housekeep(now)
+                return out
+            # one check of one limit, the common case, inline
+            check = checks[0]
+            p = check.limits[0]
+            tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
+            if tbl is None or tbl.params is not p:
+                tbl = self._table(check.rule, check.algorithm, p)
+            key: str | bytes = check.key
+            if len(key) > 64:
+                key = memory_key(check.key)
+            entries = tbl.entries
+            entry = entries.get(key)
+            if entry is not None and entry[0] + tbl.ttl > now:
+                state: tuple[Any, ...] | None = entry[1:]
+            else:
+                state = None
+            res, pending = tbl.algo.peek(state, now, check.cost, p)
+            if res.allowed:
+                if not tbl.plain_commit:
+                    pending = tbl.algo.commit(state, pending)
+                if entry is None:
+                    self._sweep(tbl, now, _SWEEP)
+                    if self._size >= self.max_keys:
+                        self._make_room()
+                    entries[key] = (now, *pending)
+                    self._size += 1
                 else:
-                    i += len(check.limits)
-                out.append(CheckResult(check, ok, tuple(results), commit))
-            while len(data) > self.max_keys:
-                data.popitem(last=False)
-            self._sweep(now)
+                    entries[key] = (entry[0] if state is not None and entry[0] > now else now, *pending)
+                    entries.move_to_end(key)
+            elif state is not None:
+                self._touch(tbl, key, entry, now)  # type: ignore[arg-type]
+            self._ops += 1
+            if self._ops >= _FULL_SWEEP_EVERY:
+                self._housekeep(now)
+            return [CheckResult(check, res.allowed, (res,), res.allowed)]
+        finally:
+            lock.release()
+
+    def _touch(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...], now: float) -> None:
+        """A read is a use: the key moves to the young end of the LRU (its state as it is)."""
+        entries = tbl.entries
+        if entries.get(key) is not entry:  # changed earlier in this batch
+            return
+        if entry[0] < now:
+            entries[key] = (now, *entry[1:])
+        entries.move_to_end(key)
+
+    def _decide_many(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
+        staged: list[tuple[_Table, str | bytes, tuple[Any, ...] | None, Any, Any]] = []
+        verdicts: list[bool] = []
+        per_check: list[tuple[LimitResult, ...]] = []
+        for check in checks:
+            key = memory_key(check.key)
+            found: list[LimitResult] = []
+            ok = True
+            for p in check.limits:
+                tbl = self._table(check.rule, check.algorithm, p)
+                entry = tbl.entries.get(key)
+                state = entry[1:] if entry is not None and entry[0] + tbl.ttl > now else None
+                res, pending = tbl.algo.peek(state, now, check.cost, p)
+                ok = ok and res.allowed
+                found.append(res)
+                staged.append((tbl, key, entry, state, pending))
+            verdicts.append(ok)
+            per_check.append(tuple(found))
+        admitted = all(ok for c, ok in zip(checks, verdicts, strict=True) if not c.shadow)
+        out: list[CheckResult] = []
+        i = 0
+        for check, ok, results in zip(checks, verdicts, per_check, strict=True):
+            commit = admitted and ok
+            for _ in check.limits:
+                tbl, key, entry, state, pending = staged[i]
+                i += 1
+                if commit:
+                    new = pending if tbl.plain_commit else tbl.algo.commit(state, pending)
+                    touched = now if state is None or entry is None or entry[0] < now else entry[0]
+                    # the same key twice in one batch: the second commit wins, as on Redis
+                    self._store(tbl, key, tbl.entries.get(key), (touched, *new), now)
+                elif state is not None and entry is not None:
+                    self._touch(tbl, key, entry, now)
+            out.append(CheckResult(check, ok, results, commit))
         return out
 
-    async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
+    async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         return self.decide_sync(checks, now_us)
 
-    def peek_sync(self, check: Check, now_us: int | None = None) -> CheckResult:
+    def peek_sync(self, check: Check, now_us: int | float | None = None) -> CheckResult:
+        """What ``decide_sync`` would answer for ``check`` now, changing nothing."""
         now = float(self.clock() if now_us is None else now_us)
-        algo = self._algo(check.algorithm)
-        ident = safe_key(check.key)
+        key = memory_key(check.key)
         results = []
         with self._lock:
             for p in check.limits:
-                entry = self._data.get((check.rule + "\x00" + ident, check.algorithm, p.window_us))
-                state = entry[1] if entry is not None and entry[0] > now else None
-                if check.algorithm == "sliding_window_log" and state is not None:
-                    state = type(state)(state)  # peek must not prune the live log
+                tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
+                state = None
+                if tbl is not None:
+                    entry = tbl.entries.get(key)
+                    if entry is not None and entry[0] + tbl.ttl > now:
+                        state = tbl.algo.copy_state(entry[1:])
+                algo = tbl.algo if tbl is not None else get_algorithm(check.algorithm)
                 results.append(algo.peek(state, now, check.cost, p)[0])
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 
-    async def peek(self, check: Check, now_us: int | None = None) -> CheckResult:
+    async def peek(self, check: Check, now_us: int | float | None = None) -> CheckResult:
         return self.peek_sync(check, now_us)
 
     def reset_sync(self, rule: str | None = None, key: str | None = None) -> int:
+        """Forget one key of one rule, every key of a rule, one key of every rule, or
+        everything. Returns how many keys were removed."""
         with self._lock:
             if rule is None and key is None:
-                n = len(self._data)
-                self._data.clear()
+                n = self._size
+                self._tables.clear()
+                self._size = 0
                 return n
-            ident = safe_key(key) if key is not None else None
-            doomed = [
-                k for k in self._data
-                if (rule is None or k[0].split("\x00", 1)[0] == rule)
-                and (ident is None or k[0].split("\x00", 1)[1] == ident)
-            ]
-            for k in doomed:
-                del self._data[k]
-            return len(doomed)
+            mkey = memory_key(key) if key is not None else None
+            removed = 0
+            for tkey, tbl in list(self._tables.items()):
+                if rule is not None and tbl.rule != rule:
+                    continue
+                if mkey is None:
+                    removed += len(tbl.entries)
+                    del self._tables[tkey]
+                elif tbl.entries.pop(mkey, None) is not None:
+                    removed += 1
+            self._size -= removed
+            return removed
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         return self.reset_sync(rule, key)
 
     async def aclose(self) -> None:
         return None
+
+
+_default: MemoryStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_memory_store() -> MemoryStore:
+    """The process-wide memory store of limiters made without a store (``api.Limiter``,
+    the seed classes): one bounded store for all of them; each limiter's own rule name
+    keeps their counters apart."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = MemoryStore()
+    return _default

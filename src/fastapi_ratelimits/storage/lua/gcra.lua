@@ -1,25 +1,25 @@
 -- gcra: the twin of algorithms/gcra.py, the same operations in the same order.
--- State: hash {tat}.
+-- State: hash {ts, backlog} (tat = ts + backlog; the small backlog keeps the
+-- fractions of the interval exact at epoch-sized clock values).
 ALGORITHMS['gcra'] = {
   peek = function(key, now, cost, p)
     local interval = p.window_us / p.limit
     local tau = interval * p.burst
-    local tat = now
-    local s = redis.call('HGET', key, 'tat')
-    if s then
-      tat = math.max(tonumber(s), now)
+    local backlog = 0
+    local s = redis.call('HMGET', key, 'ts', 'backlog')
+    if s[1] then
+      backlog = tonumber(s[2]) - (now - tonumber(s[1]))
+      if backlog < 0 then backlog = 0 end
     end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - tau
-    if allow_at <= now then
-      local remaining = floor_units((now - allow_at) / interval)
-      return 1, remaining, ceil_us(new_tat - now), 0, 0, {new_tat}
+    local new = backlog + interval * cost
+    local excess = new - tau
+    if excess <= interval * EPS then
+      return 1, math.floor((tau - new) / interval + EPS), math.ceil(new), 0, 0, {now, new}
     end
-    local remaining = floor_units((now - (tat - tau)) / interval)
-    return 0, remaining, ceil_us(tat - now), ceil_us(allow_at - now), 0, {tat}
+    return 0, floor_units((tau - backlog) / interval), math.ceil(backlog), math.ceil(excess), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
-    redis.call('HSET', key, 'tat', pending[1])
+    redis.call('HSET', key, 'ts', pending[1], 'backlog', pending[2])
     redis.call('PEXPIRE', key, ttl_ms)
   end,
 }

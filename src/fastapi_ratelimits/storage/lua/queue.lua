@@ -1,27 +1,28 @@
 -- queue: the twin of algorithms/queue.py, the same operations in the same order.
--- State: hash {tat}.
+-- State: hash {ts, backlog}, as gcra.
 ALGORITHMS['queue'] = {
   peek = function(key, now, cost, p)
     local interval = p.window_us / p.limit
     local tau = interval * p.burst
-    local tat = now
-    local s = redis.call('HGET', key, 'tat')
-    if s then
-      tat = math.max(tonumber(s), now)
+    local backlog = 0
+    local s = redis.call('HMGET', key, 'ts', 'backlog')
+    if s[1] then
+      backlog = tonumber(s[2]) - (now - tonumber(s[1]))
+      if backlog < 0 then backlog = 0 end
     end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - tau
-    local delay = allow_at - now
-    if delay <= p.max_delay_us then
-      local wait = ceil_us(delay)
-      local remaining = floor_units((now + p.max_delay_us - allow_at) / interval)
-      return 1, remaining, ceil_us(new_tat - now), 0, wait, {new_tat}
+    local new = backlog + interval * cost
+    local delay = new - tau
+    local max_delay = p.max_delay_us
+    if delay <= max_delay + interval * EPS then
+      local wait = 0
+      if delay > 0 then wait = math.ceil(delay) end
+      if wait > max_delay then wait = max_delay end
+      return 1, math.floor((max_delay - delay) / interval + EPS), math.ceil(new), 0, wait, {now, new}
     end
-    local retry = ceil_us(delay - p.max_delay_us)
-    return 0, 0, ceil_us(tat - now), retry, 0, {tat}
+    return 0, 0, math.ceil(backlog), math.ceil(delay - max_delay), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
-    redis.call('HSET', key, 'tat', pending[1])
+    redis.call('HSET', key, 'ts', pending[1], 'backlog', pending[2])
     redis.call('PEXPIRE', key, ttl_ms)
   end,
 }

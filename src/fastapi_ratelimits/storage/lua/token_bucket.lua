@@ -9,20 +9,19 @@ ALGORITHMS['token_bucket'] = {
       tokens, ts = cap, now
     else
       tokens, ts = tonumber(s[1]), tonumber(s[2])
+      if now > ts then
+        tokens = tokens + (now - ts) * p.limit / p.window_us
+        ts = now
+      end
+      if tokens > cap then tokens = cap end
     end
-    local elapsed = now - ts
-    if elapsed > 0 then
-      tokens = math.min(cap, tokens + elapsed * p.limit / p.window_us)
-    end
-    ts = math.max(ts, now)
     if tokens + EPS >= cost then
-      local left = math.max(0, tokens - cost)
-      local reset = ceil_us((cap - left) * p.window_us / p.limit)
-      return 1, floor_units(left), reset, 0, 0, {left, ts}
+      local left = tokens - cost
+      if left < 0 then left = 0 end
+      return 1, math.floor(left + EPS), math.ceil((cap - left) * p.window_us / p.limit), 0, 0, {left, ts}
     end
-    local retry = ceil_us((cost - tokens) * p.window_us / p.limit)
-    local reset = ceil_us((cap - tokens) * p.window_us / p.limit)
-    return 0, floor_units(tokens), reset, retry, 0, {tokens, ts}
+    return 0, math.floor(tokens + EPS), math.ceil((cap - tokens) * p.window_us / p.limit),
+      math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'tokens', pending[1], 'ts', pending[2])

@@ -43,3 +43,12 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures of the reliability scenarios that ran (tests/test_reliability_*.py)."""
+    from support.load import ROWS, table
+
+    if ROWS:
+        terminalreporter.write_sep("-", "reliability figures")
+        terminalreporter.write_line(table(ROWS))

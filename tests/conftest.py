@@ -47,8 +47,11 @@ def own_redis() -> Iterator[RedisServer]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The figures of the reliability scenarios that ran (tests/test_reliability_*.py)."""
-    from support.load import ROWS, table
+    from support.load import NOTES, ROWS, table
 
-    if ROWS:
+    if ROWS or NOTES:
         terminalreporter.write_sep("-", "reliability figures")
+    if ROWS:
         terminalreporter.write_line(table(ROWS))
+    for note in NOTES:
+        terminalreporter.write_line(note)

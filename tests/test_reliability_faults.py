@@ -101,7 +101,26 @@ def test_paused_with_sigstop(app_url: str, server: RedisServer, r: redis.Redis) 
     check_never_broken(result)
     check_on_error(result)
     check_recovered(result)
+    # the breaker: after a few calls that cost the timeout, requests no longer wait for it
+    assert result.waited() < 0.25 * len(result.during()), (result.waited(), len(result.during()))
     record("paused (SIGSTOP), black-holed", result)
+
+
+def test_paused_with_sigstop_and_no_breaker(server: RedisServer, r: redis.Redis, tmp_path: Path) -> None:
+    path = tmp_path / "ratelimits.yaml"
+    path.write_text(config_text(server.url, PREFIX + "nb", breaker_failures=0))
+
+    def heal() -> None:
+        server.resume()
+        wait_until(lambda: answers(server), 5, what="redis answering after SIGCONT")
+
+    with uvicorn_server("http_apps.reliab:app", env={"RL_TEST_CONFIG": str(path)}, ready_path="/health") as url:
+        result = run(url, server.pause, heal)
+    check_never_broken(result)  # still bounded: every call gives up after timeout_ms
+    check_on_error(result)
+    check_recovered(result)
+    assert result.waited() > 0.5 * len(result.during()), (result.waited(), len(result.during()))
+    record("paused (SIGSTOP), breaker off (breaker_failures: 0)", result)
 
 
 def test_paused_with_client_pause(app_url: str, server: RedisServer, r: redis.Redis) -> None:
@@ -138,7 +157,7 @@ def test_script_flush_is_recovered_without_a_fallback(app_url: str, r: redis.Red
     assert len(during) > 100
     assert {s.by for s in result.samples} == {"store"}  # NOSCRIPT: loaded again, same call
     assert any(s.status == 429 for s in during)
-    record(f"SCRIPT FLUSH x{flushes}", result)
+    record(f"SCRIPT FLUSH x{flushes}", result, went_down=False)
 
 
 def test_wrong_type_and_garbage_at_our_keys_heal_themselves(app_url: str, r: redis.Redis, config_path: Path) -> None:
@@ -172,7 +191,7 @@ def test_wrong_type_and_garbage_at_our_keys_heal_themselves(app_url: str, r: red
     assert spoiled >= 30
     assert {s.by for s in result.samples} == {"store"}  # decided on Redis every time, no fallback
     assert any(s.status == 429 for s in result.samples)
-    record(f"WRONGTYPE / garbage at our keys x{spoiled}", result)
+    record(f"WRONGTYPE / garbage at our keys x{spoiled}", result, went_down=False)
 
 
 def test_full_redis_noeviction(app_url: str, server: RedisServer, r: redis.Redis) -> None:

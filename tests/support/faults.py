@@ -36,7 +36,7 @@ PATHS = tuple(POLICIES)
 RECOVERY_BOUND_S = 5.0
 
 
-def config_text(url: str, prefix: str) -> str:
+def config_text(url: str, prefix: str, breaker_failures: int = FAILURES) -> str:
     rules = "\n".join(
         f"  - {{name: {RULE_OF[p]}, match: {{path: {p}}}, scope: global, limit: {LIMIT}/second, on_error: {pol}}}"
         for p, pol in POLICIES.items()
@@ -49,7 +49,7 @@ def config_text(url: str, prefix: str) -> str:
           on_error: allow
           timeout_ms: {TIMEOUT_MS}
           instances: {INSTANCES}
-          breaker_failures: {FAILURES}
+          breaker_failures: {breaker_failures}
           breaker_reset_ms: {RESET_MS}
         defaults: {{algorithm: fixed_window}}
         rules:
@@ -67,6 +67,10 @@ class Run:
         end = self.t_heal if self.t_heal is not None else math.inf
         return [s for s in self.samples if s.start >= self.t_fault + margin and s.end <= end
                 and (path is None or s.path == path)]
+
+    def waited(self) -> int:
+        """Answers, while the store was down, that took the whole store timeout or more."""
+        return sum(1 for s in self.during() if s.seconds >= TIMEOUT_MS / 1000 * 0.9)
 
     def after_heal(self) -> list[Sample]:
         assert self.t_heal is not None
@@ -141,8 +145,6 @@ def check_on_error(r: Run, paths: tuple[str, ...] = PATHS, *, store_refusals: bo
             span = max(s.end for s in mine) - min(s.start for s in mine)
             # at most LOCAL per 1-second window, over every window the span touches
             assert 0 < admitted <= LOCAL * (math.ceil(span) + 1), (admitted, span)
-            if not store_refusals:
-                assert any(s.status == 429 for s in mine), "the local limit never refused"
 
 
 def check_recovered(r: Run) -> float:
@@ -153,5 +155,6 @@ def check_recovered(r: Run) -> float:
     return rec
 
 
-def record(scenario: str, r: Run, on_error: str = "allow/deny/local") -> None:
-    ROWS.append(figures(scenario, on_error, r.samples, r.recovery_s))
+def record(scenario: str, r: Run, on_error: str = "allow/deny/local", *, went_down: bool = True) -> None:
+    waited = (r.waited(), len(r.during())) if went_down else None
+    ROWS.append(figures(scenario, on_error, r.samples, r.recovery_s, waited))

@@ -99,25 +99,29 @@ class Figures:
     worst_ms: float
     p99_ms: float
     recovery_ms: float | None  # None: nothing to recover from
+    waited: tuple[int, int] | None = None  # answers >= timeout_ms while down, of all answers while down
 
     def row(self) -> str:
         st = " ".join(f"{k}:{v}" for k, v in sorted(self.statuses.items()))
         by = " ".join(f"{k}:{v}" for k, v in sorted(self.deciders.items()))
         rec = "-" if self.recovery_ms is None else f"{self.recovery_ms:.0f}"
-        return (f"| {self.scenario} | {self.on_error} | {self.requests} | {st} | {by} | {self.p99_ms:.0f} | "
-                f"{self.worst_ms:.0f} | {rec} |")
+        waited = "-" if self.waited is None else f"{self.waited[0]} of {self.waited[1]}"
+        return (f"| {self.scenario} | {self.on_error} | {self.requests} | {st} | {by} | {waited} | "
+                f"{self.p99_ms:.0f} | {self.worst_ms:.0f} | {rec} |")
 
 
-HEADER = ("| scenario | on_error | requests | statuses | decided by | p99 ms | worst ms | recovery ms |\n"
-          "| --- | --- | ---: | --- | --- | ---: | ---: | ---: |")
+HEADER = ("| scenario | on_error | requests | statuses | decided by | waited the timeout while down | p99 ms "
+          "| worst ms | recovery ms |\n"
+          "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |")
 
 
-def figures(scenario: str, on_error: str, samples: list[Sample], recovery_s: float | None) -> Figures:
+def figures(scenario: str, on_error: str, samples: list[Sample], recovery_s: float | None,
+            waited: tuple[int, int] | None = None) -> Figures:
     times = sorted(s.seconds for s in samples)
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else 0.0
     return Figures(scenario, on_error, len(samples), Counter(s.status for s in samples),
                    Counter(s.by for s in samples), (times[-1] if times else 0.0) * 1000, p99 * 1000,
-                   None if recovery_s is None else recovery_s * 1000)
+                   None if recovery_s is None else recovery_s * 1000, waited)
 
 
 def table(rows: list[Figures]) -> str:
@@ -126,3 +130,5 @@ def table(rows: list[Figures]) -> str:
 
 #: the figures of the scenarios run in this session (printed at the end of the run by conftest)
 ROWS: list[Figures] = []
+#: other figures, one line each (the flood tests)
+NOTES: list[str] = []

@@ -180,3 +180,34 @@ async def test_a_huge_forwarded_header_cannot_push_out_what_the_proxy_wrote() ->
                     value = ",".join([f"for={fake}"] * (KB64 // 12)) + ",for=198.51.100.7"
                 statuses.append((await c.get("/api/search", headers={header: value})).status_code)
     assert statuses == [200] + [429] * 5  # one client, whatever it wrote to the left
+
+
+async def test_a_flood_of_long_distinct_paths_is_not_kept() -> None:
+    app = standard_app()
+    install(app, rules({"name": "files", "match": {"path": "/v2/things/**"}, "limit": "1000/minute"}))
+    seen: Counter[int] = Counter()
+    limited: Counter[bool] = Counter()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen[message["status"]] += 1
+            limited[any(k == b"ratelimit" and v.startswith(b'"files";') for k, v in message["headers"])] += 1
+
+    def scope(path: str) -> dict[str, Any]:  # straight into the app: no client library caches in the way
+        return dict(BASE_SCOPE, path=path, raw_path=path.encode(), client=("203.0.113.7", 40000))
+
+    await app(scope("/v2/things/warm"), _receive, send)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(300):  # 300 distinct 30 KB paths: 9 MB if a cache kept them
+            await app(scope("/v2/things/" + f"{i:06d}" * 5000), _receive, send)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert seen == {200: 301} and limited == {True: 301}
+    assert kept < 1024 * 1024, kept
+    NOTES.append(f"long paths: 300 distinct 30 KB paths under a glob rule, straight into the app: all 200 and "
+                 f"limited, {kept / 1024:.0f} KiB still held afterwards (tracemalloc)")

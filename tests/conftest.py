@@ -43,3 +43,15 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures of the reliability scenarios that ran (tests/test_reliability_*.py)."""
+    from support.load import NOTES, ROWS, table
+
+    if ROWS or NOTES:
+        terminalreporter.write_sep("-", "reliability figures")
+    if ROWS:
+        terminalreporter.write_line(table(ROWS))
+    for note in NOTES:
+        terminalreporter.write_line(note)

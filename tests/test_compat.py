@@ -38,7 +38,10 @@ def test_capacity_requests_pass_then_the_next_is_refused(cls: type[TokenBucketLi
     assert status["capacity"] == 5 and status["fill_rate"] == 0.01
     assert status["window_seconds"] == pytest.approx(500)
     assert status["key"] == "alice" and status["scope"] == "user"
-    assert 0 < limiter.get_wait_time("alice") <= 500
+    # at most one window, except the weighted sliding window: its retry can fall in the
+    # next window, once this window's count has faded enough (up to 1.2 windows here)
+    bound = 600 if cls is SlidingWindowRateLimiter else 500
+    assert 0 < limiter.get_wait_time("alice") <= bound
     assert limiter.get_retry_after("alice") == status["retry_after"] >= 1
     assert isinstance(limiter.get_retry_after("alice"), int)
 

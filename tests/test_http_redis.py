@@ -12,6 +12,8 @@ import httpx
 import redis.asyncio
 
 from fastapi_ratelimits import install
+from fastapi_ratelimits.storage.breaker import BreakerStore
+from fastapi_ratelimits.storage.redis import RedisStore
 from support.apps import client, rules, standard_app, statuses
 from support.servers import RedisServer, free_port, wait_until
 from support.uvicorn import uvicorn_server
@@ -38,7 +40,7 @@ async def test_layered_limits_on_redis_never_drain_the_shared_one(redis_url: str
             for user in ("bob", "carol"):
                 assert await statuses(c, "GET", "/api/search", 3, headers={"X-User-ID": user}) == [200] * 3
             assert await statuses(c, "GET", "/api/search", 2, headers={"X-User-ID": "dave"}) == [200, 429]
-        assert type(limits.store).__name__ == "RedisStore"
+        assert isinstance(limits.store, BreakerStore) and isinstance(limits.store.inner, RedisStore)
     finally:
         await limits.reset()
         await limits.shutdown()

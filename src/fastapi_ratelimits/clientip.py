@@ -94,6 +94,16 @@ def _forwarded_for(value: str) -> list[str]:
     return hops
 
 
+def _right_end(value: bytes) -> str:
+    """The last ``_MAX_HEADER`` bytes of a forwarding header, from a hop boundary on: the
+    right end is what the nearest proxies wrote; the left is whatever the client sent, and
+    must not push the trusted part out of what is read."""
+    if len(value) > _MAX_HEADER:
+        value = value[-_MAX_HEADER:]
+        value = value[value.find(b",") + 1 :] if b"," in value else b""
+    return value.decode("latin-1")
+
+
 class ClientIPResolver:
     """Compiled from ``client_ip`` and ``exempt.ips``; caches per peer."""
 
@@ -142,9 +152,9 @@ class ClientIPResolver:
             elif name == _FORWARDED:
                 fwd.append(value)
         if xff:
-            hops = b",".join(xff).decode("latin-1")[:_MAX_HEADER].split(",")
+            hops = _right_end(b",".join(xff)).split(",")
         elif fwd:
-            hops = _forwarded_for(b",".join(fwd).decode("latin-1")[:_MAX_HEADER])
+            hops = _forwarded_for(_right_end(b",".join(fwd)))
         else:
             return peer
         last = peer

@@ -1,43 +1,59 @@
-"""What happens when the store cannot answer: ``on_error`` (per rule, else storage's).
+"""What happens when the store cannot answer: ``on_error`` (per rule, else ``storage.on_error``).
 
-* ``allow``: the rule lets the request through (fail open; the decision says so);
-* ``deny``: the request is answered 503 (fail closed) when any enforced rule says deny;
-* ``local``: the rule decides on a per-process memory store with its limits divided by
-  ``storage.instances`` until the store is back.
+* ``allow``: the rule lets the request through (fail open). The decision says so
+  (``Decision.error`` and ``Decision.fallback == "allow"``) so metrics and logs count it;
+  the response carries no RateLimit headers for that rule (nothing was counted).
+* ``deny``: the request is answered 503 ``{"detail": "Rate limiter unavailable"}`` with
+  ``Retry-After: 1`` (fail closed).
+* ``local``: the rule decides on a per-process memory store (``RateLimits._local``, bounded
+  by ``storage.memory_max_keys``) with each limit divided by ``storage.instances``, so N
+  processes together let through about what the shared store would. Nothing is retried
+  or remembered here: the next request asks the store again (through the circuit breaker,
+  :mod:`.storage.breaker`, which skips a store known dead), and limiting on the store
+  resumes as soon as it answers. The local counters are not copied back to the store.
 
-This is the one place that knows; a circuit breaker would live here too.
+One request, several rules, different ``on_error`` (all of them applied at once, as
+the store would have decided them together):
+
+1. an enforced rule with ``deny`` wins: 503 for the request, and nothing is counted
+   anywhere (not even on the local store by the ``local`` rules);
+2. else the ``local`` rules decide together on the local store, all-or-nothing among
+   themselves as on the real store; a refusal there is an ordinary refusal (429 or the
+   rule's status, Retry-After, headers of the local limits), ``Decision.fallback == "local"``;
+3. the ``allow`` rules let the request through.
+
+Shadow rules never refuse, so their ``deny`` is ignored; a shadow rule with ``local`` is
+decided locally and reported as usual (``shadow_limited``). The warning about a failing
+store is written at most once every 10 seconds, with a count of what was left out.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .logs import Escaped, PacedLog
 from .storage.base import Check, CheckResult, Store
 
 if TYPE_CHECKING:
     from .engine import CompiledRule, LimitSet
 
 log = logging.getLogger("fastapi_ratelimits")
-_LOG_EVERY = 10.0  # seconds between two warnings about the same failing store
-_last_log = 0.0
+_LOG_EVERY = 10.0  # seconds between two warnings about a failing store
+_paced = PacedLog(log, _LOG_EVERY, 1, level=logging.WARNING, what="store failure warnings")
+
+Outcome = tuple[list[CheckResult] | None, str | None, str | None]
 
 
 def _warn(exc: BaseException) -> str:
-    global _last_log
     message = f"{type(exc).__name__}: {exc}"[:500]
-    now = time.monotonic()
-    if now - _last_log >= _LOG_EVERY:
-        _last_log = now
-        log.warning("rate limit store failed (%s); on_error decides", message.encode("unicode_escape").decode())
+    _paced.log("rate limit store failed (%s); on_error decides", Escaped(message, 500))
     return message
 
 
 async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rules: Sequence[CompiledRule],
-                        sets: Sequence[LimitSet], now_us: int | None = None,
-                        ) -> tuple[list[CheckResult] | None, str | None, str | None]:
+                        sets: Sequence[LimitSet], now_us: int | None = None) -> Outcome:
     """Results of the checks (None: deny), the store's error if any, and the policy used."""
     try:
         return await store.decide(checks, now_us), None, None
@@ -45,23 +61,37 @@ async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rul
         return await after_store_error(exc, local, checks, rules, sets, now_us)
 
 
+def policy(rules: Sequence[CompiledRule]) -> str:
+    """Which ``on_error`` decides a batch of these rules: deny, local or allow (see above)."""
+    local = False
+    for r in rules:
+        if r.on_error == "deny" and not r.shadow:
+            return "deny"
+        local = local or r.on_error == "local"
+    return "local" if local else "allow"
+
+
 async def after_store_error(exc: BaseException, local: Store, checks: Sequence[Check], rules: Sequence[CompiledRule],
-                            sets: Sequence[LimitSet], now_us: int | None = None,
-                            ) -> tuple[list[CheckResult] | None, str | None, str | None]:
+                            sets: Sequence[LimitSet], now_us: int | None = None) -> Outcome:
     """``decide_checks`` once the store has failed with ``exc``."""
     error = _warn(exc)
-    enforced = [r.on_error for r in rules if not r.shadow]
-    if "deny" in enforced:
+    chosen = policy(rules)
+    if chosen == "deny":
         return None, error, "deny"
-    local_idx = [i for i, r in enumerate(rules) if r.on_error == "local"]
     results: list[CheckResult] = [CheckResult(c, True, (), False) for c in checks]
-    if not local_idx:
+    if chosen == "allow":
         return results, error, "allow"
+    local_idx = [i for i, r in enumerate(rules) if r.on_error == "local"]
     local_checks = [
         Check(checks[i].rule, checks[i].algorithm, checks[i].key, sets[i].local, checks[i].cost, checks[i].shadow)
         for i in local_idx
     ]
-    local_results = await local.decide(local_checks, now_us)
+    try:
+        local_results = await local.decide(local_checks, now_us)
+    except Exception as local_exc:  # pragma: no cover - the memory store does not fail
+        log.error("the local fallback store failed too (%s); the request goes through",
+                  Escaped(f"{type(local_exc).__name__}: {local_exc}", 300))
+        return results, error, "allow"
     for i, res in zip(local_idx, local_results, strict=True):
         results[i] = CheckResult(checks[i], res.allowed, res.results, res.committed)
     return results, error, "local"

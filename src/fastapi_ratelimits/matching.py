@@ -11,8 +11,10 @@ Protected paths (``exempt.paths``, the admin API, the docs: ``/docs``, ``/redoc`
 only by rules that name them explicitly: by a template or plain path (not a glob or a
 regex), or by route name.
 
-The answer for a (method, path) pair is cached in a bounded map; the cache is dropped when
-the app's routes change and belongs to one compiled config (a reload starts a fresh one).
+The answer for a (method, path) pair is cached in a bounded map (paths up to
+``CACHED_PATH_MAX`` characters: the cache must not hold a flood of 64 KB paths); the cache is
+dropped when the app's routes change and belongs to one compiled config (a reload starts a
+fresh one).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .routes import RouteInfo, RouteTable
 T = TypeVar("T")
 
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+CACHED_PATH_MAX = 1024  # longer paths are matched every time, not kept (8192 x 64 KB would be 512 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +144,10 @@ class Matcher(Generic[T]):
         if plan is None:
             route = routes.find(scope) if routes is not None else None
             plan = self.compute(key[0], path, route)
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            self._cache[key] = plan
+            if len(path) <= CACHED_PATH_MAX:  # a flood of long paths must not fill memory
+                if len(self._cache) >= self._cache_size:
+                    self._cache.clear()
+                self._cache[key] = plan
         return plan
 
     def clear(self) -> None:

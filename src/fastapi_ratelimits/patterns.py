@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from .regex_safety import check_no_ambiguous_repeats
+from .wildcards import GuardedPattern, Token, glob_tokens, template_tokens, tokens_regex, wildcards
 
 try:  # Python >= 3.11
     import re._parser as _sre_parse  # type: ignore[import-not-found]
@@ -106,34 +109,12 @@ def _check_no_nested_repeats(pattern: str) -> None:
     walk(parsed, False)
 
 
-def _glob_to_regex(glob: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("/**", i) and (i + 3 == len(glob) or glob[i + 3] == "/"):
-            out.append("(?:/.*)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return "".join(out)
-
-
-def _template_to_regex(template: str) -> str:
-    out: list[str] = []
-    pos = 0
-    for m in _PARAM.finditer(template):
-        out.append(re.escape(template[pos : m.start()]))
-        out.append(".*" if m.group(2) == "path" else "[^/]+")
-        pos = m.end()
-    out.append(re.escape(template[pos:]))
-    return "".join(out)
+def _matcher(tokens: list[Token]) -> Matches:
+    """The regex, or with several wildcards a :class:`GuardedPattern` (linear on long
+    paths: the path is the client's, and the regex would backtrack polynomially)."""
+    if wildcards(tokens) >= 2:
+        return GuardedPattern(tokens)
+    return re.compile(tokens_regex(tokens))
 
 
 def normalize_template(template: str) -> str:
@@ -142,11 +123,20 @@ def normalize_template(template: str) -> str:
     return _PARAM.sub("{}", template)
 
 
+class Matches(Protocol):
+    """What a compiled pattern offers: a regex, or a :class:`~.wildcards.GuardedPattern`."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def fullmatch(self, string: str, /) -> object | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PathPattern:
     source: str
     kind: str  # "regex" | "glob" | "template" | "exact"
-    regex: re.Pattern[str]
+    regex: Matches
     template: str | None  # normalized template for router-aware matching
 
     def matches(self, path: str, route_template: str | None = None) -> bool:
@@ -171,6 +161,7 @@ def compile_pattern(source: str) -> PathPattern:
             raise ValueError("'re:' needs a regular expression after it")
         try:
             _check_no_nested_repeats(body)
+            check_no_ambiguous_repeats(body)
             rx = re.compile(body)
         except re.error as exc:
             raise ValueError(f"{body!r} is not a valid regular expression: {exc}") from None
@@ -180,12 +171,12 @@ def compile_pattern(source: str) -> PathPattern:
     if not source.startswith("/"):
         raise ValueError(f"{source!r}: a path starts with '/' (or use 're:<regex>')")
     if "*" in source:
-        return PathPattern(source, "glob", re.compile(_glob_to_regex(source)), None)
+        return PathPattern(source, "glob", _matcher(glob_tokens(source)), None)
     if "{" in source or "}" in source:
         stripped = _PARAM.sub("", source)
         if "{" in stripped or "}" in stripped:
             raise ValueError(f"{source!r}: parameters are written {{name}} or {{name:path}}")
         return PathPattern(
-            source, "template", re.compile(_template_to_regex(source)), normalize_template(source)
+            source, "template", _matcher(template_tokens(source, _PARAM)), normalize_template(source)
         )
     return PathPattern(source, "exact", re.compile(re.escape(source)), source)

@@ -37,6 +37,7 @@ def cluster_info(port: int) -> dict[str, str]:
 class RedisClusterServers:
     masters: int = 3
     replicas: int = 0
+    node_timeout_ms: int = 2000
     nodes: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -56,7 +57,7 @@ class RedisClusterServers:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", os.path.join(server.dir, "nodes.conf"),
                 "--cluster-port", str(free_port()),
-                "--cluster-node-timeout", "2000",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
             )
             self.nodes.append(server.start())
         out = _cli(self.ports[0], "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
@@ -64,18 +65,22 @@ class RedisClusterServers:
         if "[OK] All 16384 slots covered" not in out:
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
-
-        def ready() -> bool:
-            for port in self.ports:
-                info = cluster_info(port)
-                if info.get("cluster_state") != "ok" or info.get("cluster_known_nodes") != str(count):
-                    return False
-                if info.get("cluster_slots_assigned") != "16384":
-                    return False
-            return True
-
-        wait_until(ready, timeout, interval=0.05, what="the cluster to report cluster_state:ok on every node")
+        self.wait_ready(timeout)
         return self
+
+    def ready(self) -> bool:
+        """Every node says cluster_state:ok, knows every other and sees every slot assigned."""
+        count = len(self.nodes)
+        for port in self.ports:
+            info = cluster_info(port)
+            if info.get("cluster_state") != "ok" or info.get("cluster_known_nodes") != str(count):
+                return False
+            if info.get("cluster_slots_assigned") != "16384":
+                return False
+        return True
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        wait_until(self.ready, timeout, interval=0.05, what="the cluster to report cluster_state:ok on every node")
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -84,8 +89,8 @@ class RedisClusterServers:
 
 
 @contextlib.contextmanager
-def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers(masters, replicas).start()
+def redis_cluster(masters: int = 3, replicas: int = 0, node_timeout_ms: int = 2000) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(masters, replicas, node_timeout_ms).start()
     try:
         yield cluster
     finally:

@@ -52,6 +52,7 @@ class Problems:
     At most MAX_PROBLEMS are kept; the rest are counted."""
 
     MAX_PROBLEMS = 100
+    MAX_MESSAGE = 300  # characters of one problem's message
 
     def __init__(self, source: str, locs: Locations) -> None:
         self.source = source
@@ -70,6 +71,8 @@ class Problems:
             if col is not None:
                 prefix += f":{col}"
         field_part = f" {format_path(path)}:" if path else ""
+        if len(message) > self.MAX_MESSAGE:  # a 2 MB value quoted back would flood logs and the admin API
+            message = f"{message[: self.MAX_MESSAGE]}...(+{len(message) - self.MAX_MESSAGE} characters)"
         text = f"{prefix}:{field_part} {message}"
         if text in self.seen:
             return

@@ -188,6 +188,20 @@ class StorageConfig(_Model):
         description="With on_error: local, each process enforces limit / instances while the store is down.",
     )
     pool_size: int = Field(64, ge=1, le=10_000, description="Maximum connections to the store per process.")
+    breaker_failures: int = Field(
+        5, ge=0, le=1_000_000,
+        description=(
+            "Circuit breaker: after this many failed store calls in a row, stop calling the store "
+            "for breaker_reset_ms and let on_error decide at once; 0 turns the breaker off."
+        ),
+    )
+    breaker_reset_ms: int = Field(
+        1000, ge=10, le=600_000,
+        description=(
+            "Circuit breaker: how long the store is left alone once the breaker opens; then one "
+            "request probes it and the breaker closes when it answers."
+        ),
+    )
 
     @field_validator("url")
     @classmethod

@@ -2,7 +2,8 @@
 
 ``memory://`` is the in-process :class:`MemoryStore`. Anything else is Redis (or Valkey),
 opened through ``storage.redis.RedisStore``, imported only when asked for, so that the
-redis extra stays optional. ``storage=`` may also be a ready redis client.
+redis extra stays optional. ``storage=`` may also be a ready redis client. A network store
+is wrapped in a circuit breaker (:mod:`.breaker`) unless ``storage.breaker_failures`` is 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from ..config.models import StorageConfig
 from ..errors import ConfigError
 from .base import Store
+from .breaker import BreakerStore
 from .memory import MemoryStore
 
 
@@ -71,11 +73,16 @@ def open_store(cfg: StorageConfig, override: Any = None, clock_us: Callable[[], 
     """A new store for ``cfg`` (``override``: a URL or a redis client, from install)."""
     if override is not None and not isinstance(override, str):
         cls = _redis_store_class()
-        store: Store = cls(override, key_prefix=cfg.key_prefix, timeout_ms=cfg.timeout_ms)
-        return store
+        return _guarded(cls(override, key_prefix=cfg.key_prefix, timeout_ms=cfg.timeout_ms), cfg)
     url = override if isinstance(override, str) else cfg.url
     if is_memory(url):
         return MemoryStore(max_keys=cfg.memory_max_keys, clock=clock_us)
     cls = _redis_store_class()
     store = cls.from_url(url, key_prefix=cfg.key_prefix, timeout_ms=cfg.timeout_ms, pool_size=cfg.pool_size)
-    return store
+    return _guarded(store, cfg)
+
+
+def _guarded(store: Store, cfg: StorageConfig) -> Store:
+    if cfg.breaker_failures == 0:
+        return store
+    return BreakerStore(store, failures=cfg.breaker_failures, reset_ms=cfg.breaker_reset_ms)

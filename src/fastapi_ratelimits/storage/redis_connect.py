@@ -2,7 +2,12 @@
 
 A decision is one script call; redis-py is told not to retry it on its own (a retried
 call that had already run would take units twice), and the store's own deadline bounds
-every call. Single servers get a :class:`BlockingConnectionPool` (callers wait for a free
+every call. On a cluster that also means no retry loop after a connection error (redis-py
+would otherwise re-learn the cluster and retry up to 3 times within the same request): the
+error surfaces, the client re-learns the slots on its next call, and the circuit breaker
+(:mod:`.breaker`) keeps requests off a store that keeps failing. MOVED/ASK redirects are
+still followed (they are not errors of the store). A client passed to ``install(storage=)``
+keeps its own retry settings; the deadline still bounds each call. Single servers get a :class:`BlockingConnectionPool` (callers wait for a free
 connection rather than opening more); Cluster and Sentinel pools do not wait, so the
 store gates them with a semaphore of the same size.
 """
@@ -55,7 +60,8 @@ def async_connect(url: str, timeout_ms: int, pool_size: int) -> AsyncConnection:
         nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in u.hosts]
         cluster = redis.asyncio.cluster.RedisCluster(
             startup_nodes=nodes, username=u.username, password=u.password, ssl=u.tls,
-            max_connections=pool_size, **_common(timeout_s), **_options(u),
+            max_connections=pool_size, retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            **_common(timeout_s), **_options(u),
         )
         return AsyncConnection(cluster, gate=pool_size)
     sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]

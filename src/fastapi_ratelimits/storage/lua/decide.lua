@@ -18,6 +18,8 @@
 -- Every key written gets its TTL here. Several batches (requests coalesced into one call,
 -- storage/batching.py) are decided one after the other, in order, each all-or-nothing on
 -- its own: a batch sees what the batches before it took, as if each had been a call.
+-- A key that cannot be read (not ours in shape) is deleted during the peek and read as
+-- fresh: the only write a dry call may do.
 
 if redis.replicate_commands then redis.replicate_commands() end -- Redis < 5; a no-op since
 
@@ -74,7 +76,14 @@ for i = 1, n_checks do
     a = a + 5
     local key = KEYS[k]
     k = k + 1
-    local allowed, remaining, reset_us, retry_us, delay_us, pending = algo.peek(key, now, cost, p)
+    local ok, allowed, remaining, reset_us, retry_us, delay_us, pending = pcall(algo.peek, key, now, cost, p)
+    if not ok then
+      -- the key is not in the shape this algorithm writes (another type: WRONGTYPE, or
+      -- fields that are not numbers): it is removed and starts fresh, as after an expiry.
+      -- A second failure is a real error and ends the script.
+      redis.call('DEL', key)
+      allowed, remaining, reset_us, retry_us, delay_us, pending = algo.peek(key, now, cost, p)
+    end
     if allowed ~= 1 then
       check.ok = false
     end

@@ -1,0 +1,160 @@
+"""Fault scenarios under steady load, and what a user would check about them.
+
+A scenario: the load starts (``Load``), the store decides for a while, ``fault()`` breaks
+the store, the load runs on for ``down`` seconds, ``heal()`` mends it (returning once the
+store answers again), and the load runs until the store decides again and limits again.
+The checks are what a user of the app would notice: no 500 or dropped request ever, no
+answer slower than the bound, the configured ``on_error`` outcome while the store is
+down, and how long after it is back limiting resumes.
+
+The app (``tests/http_apps/reliab.py``) has one rule per ``on_error`` policy, each on its
+own path, each ``LIMIT``/second for everyone (``fixed_window``: a write only when it
+admits, so a full Redis refuses exactly the writes); ``local`` is ``LIMIT / INSTANCES``.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .load import ROWS, Load, Sample, figures
+from .servers import wait_until
+
+TIMEOUT_MS = 100
+BOUND_S = 1.0  # no answer slower than this: timeout_ms + a generous margin on a busy 2-core box
+RESET_MS = 300  # breaker_reset_ms
+FAILURES = 5  # breaker_failures
+LIMIT = 40  # per second, per rule
+INSTANCES = 2
+LOCAL = LIMIT // INSTANCES
+POLICIES = {"/a": "allow", "/d": "deny", "/l": "local"}
+RULE_OF = {"/a": "a", "/d": "d", "/l": "l"}
+PATHS = tuple(POLICIES)
+RECOVERY_BOUND_S = 5.0
+
+
+def config_text(url: str, prefix: str, breaker_failures: int = FAILURES) -> str:
+    rules = "\n".join(
+        f"  - {{name: {RULE_OF[p]}, match: {{path: {p}}}, scope: global, limit: {LIMIT}/second, on_error: {pol}}}"
+        for p, pol in POLICIES.items()
+    )
+    return textwrap.dedent(f"""\
+        version: 1
+        storage:
+          url: "{url}"
+          key_prefix: {prefix}
+          on_error: allow
+          timeout_ms: {TIMEOUT_MS}
+          instances: {INSTANCES}
+          breaker_failures: {breaker_failures}
+          breaker_reset_ms: {RESET_MS}
+        defaults: {{algorithm: fixed_window}}
+        rules:
+        """) + rules + "\n"
+
+
+@dataclass
+class Run:
+    samples: list[Sample]
+    t_fault: float
+    t_heal: float | None  # None: nothing was healed (the store never stopped answering)
+
+    def during(self, path: str | None = None, margin: float = 0.05) -> list[Sample]:
+        """Samples sent after the fault and answered before the heal began."""
+        end = self.t_heal if self.t_heal is not None else math.inf
+        return [s for s in self.samples if s.start >= self.t_fault + margin and s.end <= end
+                and (path is None or s.path == path)]
+
+    def waited(self) -> int:
+        """Answers, while the store was down, that took the whole store timeout or more."""
+        return sum(1 for s in self.during() if s.seconds >= TIMEOUT_MS / 1000 * 0.9)
+
+    def after_heal(self) -> list[Sample]:
+        assert self.t_heal is not None
+        return [s for s in self.samples if s.start >= self.t_heal]
+
+    @property
+    def recovery_s(self) -> float | None:
+        """From the heal to the end of the first request the store decided again."""
+        if self.t_heal is None:
+            return None
+        ends = [s.end for s in self.after_heal() if s.by == "store"]
+        return min(ends) - self.t_heal if ends else None
+
+
+def run(url: str, fault: Callable[[], None], heal: Callable[[], None] | None, *, warm: float = 0.6,
+        down: float = 1.5, store_first: bool = True) -> Run:
+    """Load ``url``; ``fault()``; ``down`` seconds; ``heal()``; until the store limits again."""
+    load = Load(url, PATHS).start()
+    try:
+        if store_first:
+            wait_until(lambda: any(s.by == "store" for s in load.samples), 15, what="the store deciding")
+        time.sleep(warm)
+        fault()
+        t_fault = time.monotonic()
+        time.sleep(down)
+        t_heal: float | None = None
+        if heal is not None:
+            heal()
+            t_heal = time.monotonic()
+            healed = t_heal
+
+            def limiting_again() -> bool:
+                after = load.since(healed)
+                return any(s.by == "store" for s in after) and any(s.by == "store" and s.status == 429 for s in after)
+
+            wait_until(limiting_again, 15, what="the store deciding and limiting again")
+            time.sleep(0.3)
+    finally:
+        samples = load.stop()
+    return Run(samples, t_fault, t_heal)
+
+
+def check_never_broken(r: Run) -> None:
+    """No 500, no dropped request, no answer slower than the bound."""
+    odd = [s for s in r.samples if s.status not in (200, 429, 503)]
+    assert not odd, f"{len(odd)} answers other than 200/429/503, e.g. {odd[:3]}"
+    slow = [s for s in r.samples if s.seconds >= BOUND_S]
+    assert not slow, f"{len(slow)} answers slower than {BOUND_S}s, e.g. {slow[:3]}"
+    assert all(s.by in ("store", "allow", "local", "deny") for s in r.samples), {s.by for s in r.samples}
+
+
+def check_on_error(r: Run, paths: tuple[str, ...] = PATHS, *, store_refusals: bool = False) -> None:
+    """While the store is down every answer is the path's ``on_error`` outcome (with
+    ``store_refusals``, a refusal by the store too: a full Redis still refuses, since a
+    refusal writes nothing)."""
+    for path in paths:
+        mine = r.during(path)
+        assert len(mine) >= 10, f"too few requests to {path} while down: {len(mine)}"
+        policy = POLICIES[path]
+        if store_refusals:
+            from_store = [s for s in mine if s.by == "store"]
+            assert all(s.status == 429 for s in from_store), "a full store admitted (and wrote) a request"
+            mine = [s for s in mine if s.by != "store"]
+            assert mine, f"no fallback at all on {path}: the fault did not bite"
+        if policy == "allow":
+            assert {(s.status, s.by) for s in mine} == {(200, "allow")}, path
+        elif policy == "deny":
+            assert {(s.status, s.by) for s in mine} == {(503, "deny")}, path
+        else:
+            assert {s.by for s in mine} == {"local"}, path
+            admitted = sum(1 for s in mine if s.status == 200)
+            span = max(s.end for s in mine) - min(s.start for s in mine)
+            # at most LOCAL per 1-second window, over every window the span touches
+            assert 0 < admitted <= LOCAL * (math.ceil(span) + 1), (admitted, span)
+
+
+def check_recovered(r: Run) -> float:
+    rec = r.recovery_s
+    assert rec is not None, "the store never decided again"
+    assert rec < RECOVERY_BOUND_S, f"limiting came back only after {rec:.2f}s"
+    assert any(s.by == "store" and s.status == 429 for s in r.after_heal()), "limiting did not come back"
+    return rec
+
+
+def record(scenario: str, r: Run, on_error: str = "allow/deny/local", *, went_down: bool = True) -> None:
+    waited = (r.waited(), len(r.during())) if went_down else None
+    ROWS.append(figures(scenario, on_error, r.samples, r.recovery_s, waited))

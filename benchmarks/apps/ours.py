@@ -1,10 +1,11 @@
-"""The same app protected by fastapi-ratelimits (one rule, per IP)."""
+"""The same app protected by fastapi-ratelimits: one rule per IP (BENCH_RULES=3 adds a
+global rule and a per-path one, all deciding in the same single round trip)."""
 
 from fastapi import FastAPI
 
 from fastapi_ratelimits import install
 
-from .common import ALGORITHM, LIMIT_TEXT, PREFIX, REDIS_URL, STORAGE
+from .common import ALGORITHM, ALLOWED_N, LIMIT_TEXT, PREFIX, REDIS_URL, RULES, STORAGE
 
 app = FastAPI()
 
@@ -13,6 +14,16 @@ app = FastAPI()
 async def ping() -> dict[str, bool]:
     return {"ok": True}
 
+
+extra = {"max_delay": "0s"} if ALGORITHM == "queue" else {}
+rules = [{"name": "ping", "match": {"path": "/ping"}, "scope": "ip", "algorithm": ALGORITHM, "limit": LIMIT_TEXT,
+          **extra}]
+if RULES > 1:
+    rules.append({"name": "everyone", "match": {"path": "/**"}, "scope": "global", "algorithm": ALGORITHM,
+                  "limit": f"{ALLOWED_N}/second", **extra})
+if RULES > 2:
+    rules.append({"name": "per-path", "match": {"path": "/{name}"}, "scope": "ip", "algorithm": ALGORITHM,
+                  "limit": f"{ALLOWED_N}/second", **extra})
 
 install(
     app,
@@ -23,16 +34,7 @@ install(
             "key_prefix": PREFIX,
             "timeout_ms": 1000,
         },
-        "rules": [
-            {
-                "name": "ping",
-                "match": {"path": "/ping"},
-                "scope": "ip",
-                "algorithm": ALGORITHM,
-                "limit": LIMIT_TEXT,
-                **({"max_delay": "0s"} if ALGORITHM == "queue" else {}),
-            }
-        ],
+        "rules": rules,
     },
     watch=False,
 )

@@ -53,7 +53,6 @@ class LimitSet:
     item_prefixes: tuple[bytes, ...]  # b'"search";r='
     cost: int
     local: tuple[LimitParams, ...]  # limit / storage.instances, for on_error: local
-    delays: bool = False  # some limit may make an admitted request wait (max_delay > 0)
 
 
 def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
@@ -75,8 +74,7 @@ def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | No
         windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
     policy = ", ".join(f'"{n}";q={p.limit};w={w}' for n, p, w in zip(names, params, windows, strict=True))
     prefixes = tuple(f'"{n}";r='.encode() for n in names)
-    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local),
-                    any(p.max_delay_us > 0 for p in params))
+    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local))
 
 
 class Condition:
@@ -380,6 +378,25 @@ def verdict(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Se
     """The decision from the store's results (None: on_error deny)."""
     if results is None:
         return Decision(False, None, 503, 1, 0.0, (), (), error, fallback)
+    if len(results) == 1:  # one rule: the common case, without the lists
+        crule = rules[0]
+        res = results[0]
+        check = res.check
+        outcome = RuleOutcome(crule.name, check.key, res.allowed, crule.shadow, res.committed, res.results, sets[0],
+                              crule.headers, check.cost)
+        if res.allowed:
+            delay_us = 0
+            if res.committed and not crule.shadow:
+                for lr in res.results:
+                    if lr.delay_us > delay_us:
+                        delay_us = lr.delay_us
+            return Decision(True, None, None, 0, delay_us / 1_000_000 if delay_us else 0.0, (outcome,), (), error,
+                            fallback)
+        if crule.shadow:
+            return Decision(True, None, None, 0, 0.0, (outcome,), (crule.name,), error, fallback)
+        retry_us = max((lr.retry_after_us for lr in res.results if not lr.allowed), default=0)
+        return Decision(False, crule.name, crule.status, max(1, -(-retry_us // 1_000_000)), 0.0, (outcome,), (),
+                        error, fallback)
     allowed = True
     refusing: CompiledRule | None = None
     retry_us = 0

@@ -106,7 +106,7 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
         if not res.allowed:
             if not crule.shadow:
                 return None
-        elif ls.delays and not crule.shadow:
+        elif not crule.shadow:
             for lr in res.results:
                 if lr.delay_us > delay:
                     delay = lr.delay_us

@@ -7,9 +7,9 @@ the rule's status, a JSON body, ``Retry-After`` and the rate-limit headers); an 
 request waits its queue delay, if any, and its response gets the headers on
 ``http.response.start``. Websocket and lifespan messages pass through untouched.
 
-The hot path (an admitted request while no decision listener is registered) builds no
-:class:`~fastapi_ratelimits.decision.Decision`: the headers come straight from the
-store's results, written by a function specialised once per plan. The send wrapper is a
+The hot path (an admitted request) writes its headers straight from the store's results,
+with a function specialised once per plan; a :class:`~fastapi_ratelimits.decision.Decision`
+is built only when a decision listener (metrics) wants one, or for a refusal. The send wrapper is a
 ``functools.partial`` of a plain function that returns the inner ``send``'s awaitable:
 no coroutine of its own per message.
 
@@ -124,10 +124,10 @@ class RateLimitMiddleware:
                         assert results is not None
                         decision = verdict(prep.rules, prep.sets, results)
                     limits._notify_decision(decision, time.perf_counter() - t0)
-                elif results is not None:  # nobody listens: an admitted request needs headers, not a Decision
+                if results is not None:  # admitted: the headers straight from the results
                     admit = prep.admit
                     admitted = admit(results) if admit is not None else prep.admitted(results)
-                    if admitted is None:
+                    if admitted is None and decision is None:
                         decision = verdict(prep.rules, prep.sets, results)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
@@ -139,7 +139,8 @@ class RateLimitMiddleware:
             if not headers:
                 await self.app(scope, receive, send)
             else:
-                await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, None, prep, results))
+                await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
+                                                       results))
             return
         if decision is None:
             await self.app(scope, receive, send)

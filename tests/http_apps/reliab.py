@@ -4,12 +4,18 @@ Rules come from the file named in RL_TEST_CONFIG. An admitted request answers
 ``{"by": "store" | "allow" | "local"}`` (a decision listener notes the decision in a context
 variable the endpoint reads: the middleware calls it in the request's own task); a refusal
 answers ``{"by": ..., "rule": ...}`` through ``on_refused``; an ``on_error: deny`` refusal
-is the limiter's own 503 ``{"detail": "Rate limiter unavailable"}``.
+is the limiter's own 503 ``{"detail": "Rate limiter unavailable"}``. ``GET /__stats__``
+answers (and resets) the longest time one decision took, as the limiter measured it, and
+the longest the event loop was late (a 10 ms sleep that took longer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from fastapi import FastAPI
@@ -19,13 +25,39 @@ from starlette.requests import Request
 from fastapi_ratelimits import Decision, install
 
 BY: ContextVar[str] = ContextVar("by", default="none")
+WORST = [0.0]  # the longest decision (seconds) since the last GET /__stats__
+LAG = [0.0]  # the longest the event loop was late by (seconds), same
 
-app = FastAPI()
+
+async def _watch_the_loop() -> None:
+    while True:
+        t0 = time.monotonic()
+        await asyncio.sleep(0.01)
+        late = time.monotonic() - t0 - 0.01
+        if late > LAG[0]:
+            LAG[0] = late
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    task = asyncio.create_task(_watch_the_loop())
+    yield
+    task.cancel()
+
+
+app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/health")
 async def health() -> dict[str, bool]:
     return {"ok": True}
+
+
+@app.get("/__stats__")
+async def stats() -> dict[str, float]:
+    worst, WORST[0] = WORST[0], 0.0
+    lag, LAG[0] = LAG[0], 0.0
+    return {"worst_decision_ms": worst * 1000, "loop_lag_ms": lag * 1000}
 
 
 @app.get("/{name}")
@@ -40,6 +72,8 @@ def refused(request: Request, decision: Decision) -> JSONResponse:
 
 def _note(decision: Decision, seconds: float) -> None:
     BY.set(decision.fallback or "store")
+    if seconds > WORST[0]:
+        WORST[0] = seconds
 
 
 limits = install(app, os.environ["RL_TEST_CONFIG"], on_refused=refused)

@@ -100,28 +100,33 @@ class Figures:
     p99_ms: float
     recovery_ms: float | None  # None: nothing to recover from
     waited: tuple[int, int] | None = None  # answers >= timeout_ms while down, of all answers while down
+    decision_ms: float | None = None  # the longest decision, as the app measured it
+    lag_ms: float | None = None  # the longest the app's event loop was late
 
     def row(self) -> str:
         st = " ".join(f"{k}:{v}" for k, v in sorted(self.statuses.items()))
         by = " ".join(f"{k}:{v}" for k, v in sorted(self.deciders.items()))
         rec = "-" if self.recovery_ms is None else f"{self.recovery_ms:.0f}"
         waited = "-" if self.waited is None else f"{self.waited[0]} of {self.waited[1]}"
-        return (f"| {self.scenario} | {self.on_error} | {self.requests} | {st} | {by} | {waited} | "
-                f"{self.p99_ms:.0f} | {self.worst_ms:.0f} | {rec} |")
+        dec = "-" if self.decision_ms is None else f"{self.decision_ms:.0f}"
+        lag = "-" if self.lag_ms is None else f"{self.lag_ms:.0f}"
+        return (f"| {self.scenario} | {self.requests} | {st} | {by} | {waited} | "
+                f"{self.p99_ms:.0f} | {self.worst_ms:.0f} | {dec} | {lag} | {rec} |")
 
 
-HEADER = ("| scenario | on_error | requests | statuses | decided by | waited the timeout while down | p99 ms "
-          "| worst ms | recovery ms |\n"
-          "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |")
+HEADER = ("| scenario | requests | statuses | decided by | waited the timeout while down | p99 ms "
+          "| worst ms | worst decision ms (app) | loop lag ms (app) | recovery ms |\n"
+          "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 
 def figures(scenario: str, on_error: str, samples: list[Sample], recovery_s: float | None,
-            waited: tuple[int, int] | None = None) -> Figures:
+            waited: tuple[int, int] | None = None, decision_ms: float | None = None,
+            lag_ms: float | None = None) -> Figures:
     times = sorted(s.seconds for s in samples)
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else 0.0
     return Figures(scenario, on_error, len(samples), Counter(s.status for s in samples),
                    Counter(s.by for s in samples), (times[-1] if times else 0.0) * 1000, p99 * 1000,
-                   None if recovery_s is None else recovery_s * 1000, waited)
+                   None if recovery_s is None else recovery_s * 1000, waited, decision_ms, lag_ms)
 
 
 def table(rows: list[Figures]) -> str:

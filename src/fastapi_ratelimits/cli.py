@@ -122,7 +122,13 @@ def _add_app_commands(sub: Subparsers) -> None:
     add_demo(sub)
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [_add_check, _add_schema, _add_app_commands]
+def _add_bench(sub: Subparsers) -> None:
+    from .bench import add_bench
+
+    add_bench(sub)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [_add_check, _add_schema, _add_app_commands, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 
 from fastapi_ratelimits import install
 
-from .common import ALGORITHM, ALLOWED_N, LIMIT_TEXT, PREFIX, REDIS_URL, RULES, STORAGE
+from .common import ALGORITHM, ALLOWED_N, LIMIT_N, LIMIT_TEXT, PREFIX, REDIS_URL, RULES, STORAGE
 
 app = FastAPI()
 
@@ -15,7 +15,9 @@ async def ping() -> dict[str, bool]:
     return {"ok": True}
 
 
-extra = {"max_delay": "0s"} if ALGORITHM == "queue" else {}
+# the queue: no waiting; a burst of the whole limit, as the buckets have (with a burst of 1,
+# requests decided at the same instant would queue behind each other)
+extra = {"max_delay": "0s", "burst": LIMIT_N} if ALGORITHM == "queue" else {}
 rules = [{"name": "ping", "match": {"path": "/ping"}, "scope": "ip", "algorithm": ALGORITHM, "limit": LIMIT_TEXT,
           **extra}]
 if RULES > 1:

@@ -36,7 +36,6 @@ from .rates import Rate, window_label
 from .registry import IdentityFn, get_algorithm
 from .routes import RouteTable
 from .storage.base import Check, CheckResult, Store
-from .storage.memory import MemoryStore
 
 log = logging.getLogger("fastapi_ratelimits")
 _IP_CHECKS = 4096  # checks kept per ip rule (a Check is immutable: the same one serves every request)
@@ -363,10 +362,6 @@ class Engine:
         """The decision once the store failed with ``exc``: what ``on_error`` says."""
         res, error, fallback = await after_store_error(exc, local, prep.checks, prep.rules, prep.sets, now_us)
         return verdict(prep.rules, prep.sets, res, error, fallback)
-
-    def decide_in_process(self, prep: Prepared, store: MemoryStore, now_us: int | None = None) -> Decision:
-        """:meth:`decide_prepared` for the memory store, without a coroutine (it never waits)."""
-        return verdict(prep.rules, prep.sets, store.decide_sync(prep.checks, now_us))
 
     def verdict(self, rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
                 error: str | None = None, fallback: str | None = None) -> Decision:

@@ -10,6 +10,10 @@ decides the batches one after the other, in arrival order, each all-or-nothing o
 same requests would, sent one by one in that order. A request alone in its turn waits for
 nothing but that one task step.
 
+The requests of one call are decided at one instant (one ``TIME`` per call), as requests
+that arrived in the same microsecond would be: for a ``queue`` with a burst of 1 they line up
+one interval apart, as simultaneous requests should.
+
 A flush carries at most ``max_batch`` requests per call (more go as several calls at once).
 Requests that pin the time (``now_us``, tests) are grouped by it. A request whose task is
 cancelled while it waits is dropped from the answer; its batch may still have been decided

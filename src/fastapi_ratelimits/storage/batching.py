@@ -15,9 +15,10 @@ that arrived in the same microsecond would be: for a ``queue`` with a burst of 1
 one interval apart, as simultaneous requests should.
 
 A flush carries at most ``max_batch`` requests per call (more go as several calls at once).
-Requests that pin the time (``now_us``, tests) are grouped by it. A request whose task is
-cancelled while it waits is dropped from the answer; its batch may still have been decided
-(as with any call that was already sent).
+Requests that pin the time (``now_us``, tests) are grouped by it, and the groups are sent
+one after the other in the order they came (a later time must not be decided first). A
+request whose task is cancelled while it waits is dropped from the answer; its batch may
+still have been decided (as with any call that was already sent).
 
 :class:`CheckCodec` keeps the script arguments of a check (its keys, its numbers) per
 :class:`~.base.Check` object: the engine reuses one Check per client for ``ip`` and
@@ -156,8 +157,11 @@ class Coalescer:
                   for i in range(0, len(jobs), self.max_batch)]
         if len(chunks) == 1:
             await self._send(*chunks[0])
-        else:
+        elif None in groups and len(groups) == 1:  # each call reads Redis TIME: at once
             await asyncio.gather(*(self._send(now_us, jobs) for now_us, jobs in chunks))
+        else:  # pinned times: one call after the other, in the order they came
+            for now_us, jobs in chunks:
+                await self._send(now_us, jobs)
 
     async def _send(self, now_us: int | None,
                     jobs: list[tuple[Sequence[Check], int | None, asyncio.Future[list[CheckResult]]]]) -> None:

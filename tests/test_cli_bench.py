@@ -16,7 +16,7 @@ ROW = re.compile(r"^(memory|redis)\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)%\s
 
 def test_bench_compares_every_algorithm_on_memory_and_redis(redis_url: str, capsys: pytest.CaptureFixture[str],
                                                              ) -> None:
-    assert main(["bench", "--storage", redis_url, "--duration", "0.02", "--windows", "3"]) == 0
+    assert main(["bench", "--storage", redis_url, "--duration", "0.3", "--windows", "3"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].startswith("workload: ")

@@ -124,7 +124,9 @@ async def test_queue_acquire_waits_for_its_slot() -> None:
 
 
 async def test_queue_decide_reports_the_delay() -> None:
-    limiter = Limiter("5/100ms", algorithm="queue", max_delay=0.05, store=MemoryStore())  # every 20 ms
+    # a clock that stands still: the four decisions are simultaneous however loaded the machine
+    store = MemoryStore(clock=lambda: 1_000_000_000)
+    limiter = Limiter("5/100ms", algorithm="queue", max_delay=0.05, store=store)  # every 20 ms
     decisions = [await limiter.decide() for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]  # 0, 20, 40 ms; 60 > 50
     assert [d.delay for d in decisions] == pytest.approx([0, 0.02, 0.04, 0], abs=0.001)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .config.models import RateLimitsConfig
 from .logs import PacedLog, escape
 from .metrics import INSTALL_HINT, MetricsLike, prometheus_available
+from .metrics import ReloadLike as ReloadOutcome
 
 audit_log = logging.getLogger("fastapi_ratelimits.audit")
 TAG = "rate limits admin"
@@ -43,19 +44,6 @@ class LoadedInfo(Protocol):
     def hash(self) -> str: ...
     @property
     def loaded_at(self) -> float: ...
-
-
-class ReloadOutcome(Protocol):
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def changed(self) -> bool: ...
-    @property
-    def hash(self) -> str: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def at(self) -> float: ...
 
 
 class AdminHandle(Protocol):

@@ -30,7 +30,7 @@ INSTALL_HINT = "Prometheus metrics need the metrics extra: pip install 'fastapi-
 
 
 class ReloadLike(Protocol):
-    """What :meth:`Metrics.observe_reload` reads of a reload result."""
+    """A reload result as metrics and the admin API read it (``install.ReloadResult``)."""
 
     @property
     def ok(self) -> bool: ...
@@ -38,6 +38,8 @@ class ReloadLike(Protocol):
     def changed(self) -> bool: ...
     @property
     def hash(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
     @property
     def at(self) -> float: ...
 

@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,21 +125,26 @@ def count(specs: list[Spec], n: int = 200, warmup: int = 50, timeout: float = 90
                     "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}{os.pathsep}{env.get('PYTHONPATH', '')}"})
         cmd = ["valgrind", "-q", "--tool=callgrind", f"--dump-before={MARKER}", f"--callgrind-out-file={out}",
                sys.executable, "-m", "benchmarks.instructions", "--child", str(spec_file)]
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err_file = Path(tmp) / "stderr.txt"
         seen: dict[str, dict[int, int]] = {}
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            row = json.loads(line)
-            seen[row["key"]] = {int(k): v for k, v in row["statuses"].items()}
-            if progress is not None:
-                progress(row["key"])
-        try:
-            err = proc.communicate(timeout=timeout)[1]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        with err_file.open("w") as err:
+            proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+            watchdog = threading.Timer(timeout, proc.kill)  # a process that hangs ends its stdout too
+            watchdog.start()
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    if not line.startswith("{"):
+                        continue
+                    row = json.loads(line)
+                    seen[row["key"]] = {int(k): v for k, v in row["statuses"].items()}
+                    if progress is not None:
+                        progress(row["key"])
+                proc.wait()
+            finally:
+                watchdog.cancel()
         if proc.returncode != 0:
-            raise RuntimeError(f"the counting process failed ({proc.returncode}): {err[-2000:]}")
+            raise RuntimeError(f"the counting process failed ({proc.returncode}): {err_file.read_text()[-2000:]}")
         # dump k (file cg.out.k) holds what ran since dump k-1: .1 start-up, .2 the first case's
         # requests, .3 the second case's set-up, .4 its requests, ...
         parts = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.suffix[1:]))

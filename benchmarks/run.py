@@ -353,15 +353,15 @@ async def _asgi_run(app: Any, duration: float, concurrency: int) -> Run:
 
     counts = [0, 0]  # 2xx, other
     lat: list[float] = []
-    status = [0]
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status[0] = message["status"]
-
     deadline = time.perf_counter() + duration
 
     async def worker() -> None:
+        status = [0]  # of this worker's request (one at a time)
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
             await app(_scope(), _receive, send)
@@ -379,8 +379,7 @@ async def _asgi_run(app: Any, duration: float, concurrency: int) -> Run:
 
 class AsgiTarget:
     """The app's ASGI callable in this process, on the run's one event loop, ``concurrency``
-    requests at a time (the statuses are read from the last answer a worker saw: with
-    ``concurrency`` 1 exact, otherwise close enough to tell allowed from refused)."""
+    requests at a time."""
 
     def __init__(self, case: Case, redis_url: str, connections: int, loop: asyncio.AbstractEventLoop) -> None:
         self.case, self.redis_url, self.concurrency, self.loop = case, redis_url, connections, loop
@@ -491,7 +490,7 @@ def count_instructions(todo: list[Case], redis_url: str, n: int, concurrency: in
         f"(Redis: {concurrency} at a time) ...")
     try:
         counted = instructions.count(specs, n=n, warmup=warmup)
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
+    except (RuntimeError, ValueError) as e:
         log(f"instructions: failed, {e}")
         return {}, {"skipped": f"failed: {e}"}
     bad = {k: c.statuses for k, c in counted.items() if not c.statuses}
@@ -638,6 +637,9 @@ def _run(args: argparse.Namespace, todo: list[Case], use_wrk: bool, argv: list[s
     print(f"{len(todo)} cases, each {args.repeat} pairs of {args.duration:g} s runs against the bare app, driver: "
           f"{'wrk' if use_wrk else 'in-process ASGI'} (about {estimate:.0f} min); load average {load_before[0]:.2f}",
           flush=True)
+    if load_before[0] > 0.5:
+        print(f"warning: load average {load_before[0]:.2f} before the run: other work shares the cores, the "
+              f"ratios' spreads (and the bare row's) will show how much it moved them", flush=True)
     counted: dict[str, instructions.Counted] = {}
     instr_meta: dict[str, Any] = {"skipped": "--no-instructions"}
     if not args.no_instructions:

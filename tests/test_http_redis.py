@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio
 
 from fastapi_ratelimits import install
@@ -80,6 +81,24 @@ async def test_redis_down_on_error_deny() -> None:
     async with client(app) as c:
         r = await c.get("/health")
     assert r.status_code == 503 and r.json() == {"detail": "Rate limiter unavailable"}
+
+
+async def test_admin_status_and_reset_answer_503_while_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RL_ADMIN_TOKEN", "s3cret")
+    app = standard_app()
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    install(app, rules({"name": "r", "match": {"path": "/health"}, "limit": "4/hour"},
+                       storage={"url": url, "on_error": "allow", "timeout_ms": 200, "breaker_failures": 2},
+                       admin={"enabled": True, "token_env": "RL_ADMIN_TOKEN"}))
+    auth = {"Authorization": "Bearer s3cret"}
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 3) == [200] * 3  # on_error: allow (and the breaker opens)
+        for _ in range(2):  # the store failing, then its breaker open: 503 both times, never a 500
+            r = await c.get("/_ratelimits/status", params={"rule": "r", "key": "127.0.0.1"}, headers=auth)
+            assert r.status_code == 503, r.text
+            assert "store failed" in r.json()["detail"]
+        r = await c.post("/_ratelimits/reset", json={"rule": "r"}, headers=auth)
+        assert r.status_code == 503
 
 
 async def test_redis_down_on_error_local_and_a_rule_override() -> None:

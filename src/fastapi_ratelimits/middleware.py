@@ -77,21 +77,6 @@ class RateLimitMiddleware:
         if cache is not None:
             cache.clear()
 
-    async def _store_results(self, prep: Prepared, store: Store, now: int | None) -> list[CheckResult]:
-        """The store's results for ``prep`` (errors raised), from the refusal cache when a
-        check of the request is known to be refused: no round trip then."""
-        cache = self._cache if store is self._cache_of else self._refusals(store)
-        if cache is None:
-            return await store.decide(prep.checks, now)
-        at = cache.now(now)
-        known = cache.lookup(prep.checks, at)
-        if known is not None:
-            return known
-        epoch = cache.epoch
-        results = await store.decide(prep.checks, now)
-        cache.record(prep.checks, results, at, epoch)
-        return results
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -116,9 +101,18 @@ class RateLimitMiddleware:
                 t0 = _perf_counter()
                 if type(store) is MemoryStore:
                     results = store.decide_sync(prep.checks, now)
-                else:
+                else:  # a network store: from the refusal cache when a check is known refused
+                    cache = self._cache if store is self._cache_of else self._refusals(store)
                     try:
-                        results = await self._store_results(prep, store, now)
+                        if cache is None:
+                            results = await store.decide(prep.checks, now)
+                        else:
+                            at = cache.now(now)
+                            results = cache.lookup(prep.checks, at)
+                            if results is None:
+                                epoch = cache.epoch
+                                results = await store.decide(prep.checks, now)
+                                cache.record(prep.checks, results, at, epoch)
                     except Exception as exc:  # StorageError or worse: on_error decides
                         decision = await engine.after_error(exc, prep, limits._local, now)
                 if results is not None:

@@ -139,7 +139,7 @@ class RateLimitDependency:
         check = crule.check(key)
         t0 = time.perf_counter()
         results, error, fallback = await decide_checks(store, local, [check], [crule], [ls], now)
-        decision = verdict([crule], [ls], results, error, fallback)
+        decision = verdict([crule], [ls], results, error, fallback, [check])
         if handle is not None:
             handle._notify_decision(decision, time.perf_counter() - t0)
         scope.setdefault(DEPENDENCY_KEY, []).append(decision)

@@ -370,7 +370,7 @@ class RateLimits:
         store = self._store or await self._ensure_store()
         t0 = time.perf_counter()
         results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
-        decision = verdict([crule], [crule.base], results, error, fallback)
+        decision = verdict([crule], [crule.base], results, error, fallback, [check])
         self._notify_decision(decision, time.perf_counter() - t0)
         return decision
 

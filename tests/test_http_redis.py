@@ -7,6 +7,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,10 +78,20 @@ async def test_redis_down_on_error_allow() -> None:
 
 
 async def test_redis_down_on_error_deny() -> None:
-    app, _ = _dead_redis("deny")
+    app, limits = _dead_redis("deny")
+    seen: list[Any] = []
+    limits.add_decision_listener(lambda d, _s: seen.append(d))  # type: ignore[attr-defined]
     async with client(app) as c:
         r = await c.get("/health")
     assert r.status_code == 503 and r.json() == {"detail": "Rate limiter unavailable"}
+    assert r.headers["retry-after"] == "1"
+    # the decision names the rule that denied and its key; metrics count the rule's error
+    (d,) = seen
+    assert d.rule == "r" and d.fallback == "deny" and not d.allowed
+    assert [(o.rule, o.key, o.results) for o in d.outcomes] == [("r", "ip:203.0.113.7", ())]  # the test client's address
+    body, _ = limits.metrics.render()  # type: ignore[attr-defined]
+    assert b'ratelimits_decisions_total{outcome="error",rule="r"} 1.0' in body
+    assert b'ratelimits_decisions_total{outcome="error",rule="other"} 0.0' in body
 
 
 async def test_admin_status_and_reset_answer_503_while_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:

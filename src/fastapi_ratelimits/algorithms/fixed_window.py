@@ -27,7 +27,7 @@ class FixedWindow(Algorithm):
     @staticmethod
     def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
         # entry: (touched, win, count)
-        window = p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         limit = p.limit
         win = now / window // 1.0  # floor(now / window), kept a float (doubles, as in Lua)
         count = 0
@@ -37,7 +37,8 @@ class FixedWindow(Algorithm):
         reset = ceil((win + 1) * window - now)
         if count + cost <= limit:
             return True, limit - count - cost, reset, 0, 0, (touched, win, count + cost)
-        return False, max(0, limit - count), reset, max(1, reset), 0, None
+        # max(0, limit - count), max(1, reset): conditionals cost less than calls
+        return False, limit - count if limit > count else 0, reset, reset if reset > 1 else 1, 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, floor_units, peek_by_step
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class GCRA(Algorithm):
@@ -52,7 +52,8 @@ class GCRA(Algorithm):
         excess = new - tau
         if excess <= interval * EPS:
             return True, floor((tau - new) / interval + EPS), ceil(new), 0, 0, (touched, now, new)
-        return False, floor_units((tau - backlog) / interval), ceil(backlog), ceil(excess), 0, None
+        remaining = floor((tau - backlog) / interval + EPS)  # floor_units(...), inline
+        return False, remaining if remaining > 0 else 0, ceil(backlog), ceil(excess), 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

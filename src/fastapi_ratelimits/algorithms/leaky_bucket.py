@@ -20,7 +20,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, floor_units, peek_by_step
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class LeakyBucket(Algorithm):
@@ -32,7 +32,7 @@ class LeakyBucket(Algorithm):
     def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
         # entry: (touched, level, ts)
         limit = p.limit
-        window = p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         cap = p.burst
         if entry is None:
             level = 0.0
@@ -48,9 +48,10 @@ class LeakyBucket(Algorithm):
         if level + cost <= cap + EPS:
             new = level + cost
             return True, floor(cap - new + EPS), ceil(new * window / limit), 0, 0, (touched, new, ts)
+        remaining = floor(cap - level + EPS)  # floor_units(cap - level), inline
         return (
-            False, floor_units(cap - level), ceil(level * window / limit), ceil((level + cost - cap) * window / limit),
-            0, None,
+            False, remaining if remaining > 0 else 0, ceil(level * window / limit),
+            ceil((level + cost - cap) * window / limit), 0, None,
         )
 
     @staticmethod

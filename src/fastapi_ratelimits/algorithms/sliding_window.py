@@ -37,7 +37,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, floor_units, peek_by_step
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, peek_by_step
 
 
 class SlidingWindow(Algorithm):
@@ -47,7 +47,7 @@ class SlidingWindow(Algorithm):
     @staticmethod
     def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
         # entry: (touched, win, cur, prev)
-        w = p.window_us
+        w = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         n = p.limit
         win = now / w // 1.0  # floor(now / w), kept a float (doubles, as in Lua)
         cur = 0
@@ -64,7 +64,7 @@ class SlidingWindow(Algorithm):
         if elapsed < 0.0:
             elapsed = 0.0
         elif elapsed > w:
-            elapsed = float(w)
+            elapsed = w
         est = prev * (w - elapsed) / w + cur
         reset = ceil(start + w - now)
         if est + cost <= n + EPS:
@@ -72,10 +72,11 @@ class SlidingWindow(Algorithm):
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:
-            retry = ceil(start + w - float(n - cost - cur) * w / prev - now)
+            retry = ceil(start + w - (n - cost - cur) * w / prev - now)  # a float product (w is)
         else:
-            retry = ceil(start + w + w - float(n - cost) * w / cur - now)
-        return False, floor_units(n - est), reset, max(1, retry), 0, None
+            retry = ceil(start + w + w - (n - cost) * w / cur - now)
+        remaining = floor(n - est + EPS)  # floor_units(n - est), max(1, retry), inline
+        return False, remaining if remaining > 0 else 0, reset, retry if retry > 1 else 1, 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

@@ -95,13 +95,13 @@ def _judge(stamps: Sequence[float], k: int, now: float, cost: int,
     window = p.window_us
     count = len(stamps) - k
     if cost > limit:  # it never passes; the log is left as it is
-        return False, max(0, limit - count), ceil(stamps[k] + window - now) if count else 0, window, None
+        return False, limit - count if limit > count else 0, ceil(stamps[k] + window - now) if count else 0, window, None
     if count + cost <= limit:
         stamp = stamps[-1] if count and stamps[-1] > now else now
         oldest = stamps[k] if count else stamp
         return True, limit - count - cost, ceil(oldest + window - now), 0, stamp
     retry = ceil(stamps[k + count + cost - limit - 1] + window - now)
-    return False, max(0, limit - count), ceil(stamps[k] + window - now), max(1, retry), None
+    return False, limit - count if limit > count else 0, ceil(stamps[k] + window - now), retry if retry > 1 else 1, None
 
 
 def _add(stamps: Sequence[float], k: int, stamp: float, cost: int) -> Any:
@@ -149,7 +149,8 @@ class SlidingWindowLog(Algorithm):
     @staticmethod
     def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
         # entry: (touched, stamps); peek and commit at once
-        horizon = now - p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30)
+        horizon = now - window
         if entry is None:
             stamps: Sequence[float] = ()
             k = 0
@@ -175,7 +176,7 @@ class SlidingWindowLog(Algorithm):
                         k = 0
                     x.k = k
                     remaining = limit - (len(x) - k) - cost
-                    reset_us = ceil(x[k] + p.window_us - now)
+                    reset_us = ceil(x[k] + window - now)
                     if cost == 1:
                         x.append(stamp)
                     else:

@@ -32,7 +32,7 @@ class TokenBucket(Algorithm):
     def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
         # entry: (touched, tokens, ts)
         limit = p.limit
-        window = p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         cap = p.burst
         if entry is None:
             tokens = float(cap)

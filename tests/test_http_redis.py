@@ -7,8 +7,10 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio
 
 from fastapi_ratelimits import install
@@ -76,10 +78,38 @@ async def test_redis_down_on_error_allow() -> None:
 
 
 async def test_redis_down_on_error_deny() -> None:
-    app, _ = _dead_redis("deny")
+    app, limits = _dead_redis("deny")
+    seen: list[Any] = []
+    limits.add_decision_listener(lambda d, _s: seen.append(d))  # type: ignore[attr-defined]
     async with client(app) as c:
         r = await c.get("/health")
     assert r.status_code == 503 and r.json() == {"detail": "Rate limiter unavailable"}
+    assert r.headers["retry-after"] == "1"
+    # the decision names the rule that denied and its key; metrics count the rule's error
+    (d,) = seen
+    assert d.rule == "r" and d.fallback == "deny" and not d.allowed
+    assert [(o.rule, o.key, o.results) for o in d.outcomes] == [("r", "ip:203.0.113.7", ())]  # the test client's address
+    body, _ = limits.metrics.render()  # type: ignore[attr-defined]
+    assert b'ratelimits_decisions_total{outcome="error",rule="r"} 1.0' in body
+    assert b'ratelimits_decisions_total{outcome="error",rule="other"} 0.0' in body
+
+
+async def test_admin_status_and_reset_answer_503_while_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RL_ADMIN_TOKEN", "s3cret")
+    app = standard_app()
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    install(app, rules({"name": "r", "match": {"path": "/health"}, "limit": "4/hour"},
+                       storage={"url": url, "on_error": "allow", "timeout_ms": 200, "breaker_failures": 2},
+                       admin={"enabled": True, "token_env": "RL_ADMIN_TOKEN"}))
+    auth = {"Authorization": "Bearer s3cret"}
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 3) == [200] * 3  # on_error: allow (and the breaker opens)
+        for _ in range(2):  # the store failing, then its breaker open: 503 both times, never a 500
+            r = await c.get("/_ratelimits/status", params={"rule": "r", "key": "127.0.0.1"}, headers=auth)
+            assert r.status_code == 503, r.text
+            assert "store failed" in r.json()["detail"]
+        r = await c.post("/_ratelimits/reset", json={"rule": "r"}, headers=auth)
+        assert r.status_code == 503
 
 
 async def test_redis_down_on_error_local_and_a_rule_override() -> None:

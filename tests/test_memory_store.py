@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastapi_ratelimits.algorithms import BUILTINS, LimitParams
 from fastapi_ratelimits.storage.base import Check
@@ -232,3 +235,116 @@ def test_a_full_store_never_evicts_the_key_it_just_wrote() -> None:
     assert decide("a", "z")  # the store is full: "y" goes, not "z"
     assert len(store) == 1
     assert not decide("a", "z")
+
+
+# --- the fast path (an algorithm's step) decides as its peek and commit ------------------
+
+_PLAIN: dict[str, str] = {}
+
+
+def plain_twin(algorithm: str) -> str:
+    """A subclass of the built-in that does not define ``step``: the store decides it
+    with ``peek`` and ``commit``, the way it decides any algorithm of a user's."""
+    if algorithm not in _PLAIN:
+        from fastapi_ratelimits.registry import get_algorithm, register_algorithm
+
+        cls = get_algorithm(algorithm)
+        name = f"plain-{algorithm}"
+        register_algorithm(name, type(f"Plain{cls.__name__}", (cls,), {"name": name}))
+        _PLAIN[algorithm] = name
+    return _PLAIN[algorithm]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@settings(max_examples=int(os.environ.get("PROP_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_fast_path_decides_as_peek_and_commit(algorithm: str, data: st.DataObject) -> None:
+    """For every built-in, the store's one-limit fast path (``step``) and the path of
+    any algorithm (``peek``, then ``commit``) give the same results, on a clock that
+    steps forward and back, with costs above 1, alone and with a second limit."""
+    limit = data.draw(st.integers(1, 8), "limit")
+    window = data.draw(st.integers(1_000, 3_000_000), "window")
+    burst = data.draw(st.integers(1, 2 * limit), "burst")
+    p = LimitParams(limit, window, burst, data.draw(st.integers(0, 2 * window), "max_delay"))
+    second = LimitParams(2 * limit, 3 * window, 2 * burst, p.max_delay_us)
+    plain = plain_twin(algorithm)
+    fast, slow = MemoryStore(), MemoryStore()
+    t = data.draw(st.sampled_from([0, 345_678_901_234]), "origin")
+    for _ in range(data.draw(st.integers(1, 40), "decisions")):
+        t = max(0, t + data.draw(st.integers(-window, 3 * window) | st.integers(-3, 3), "step"))
+        cost = data.draw(st.integers(1, 3) | st.just(limit + 1), "cost")
+        limits = (p, second) if data.draw(st.booleans(), "two limits") else (p,)
+        got = fast.decide_sync([Check("r", algorithm, "k", limits, cost)], now_us=t)[0]
+        want = slow.decide_sync([Check("r", plain, "k", limits, cost)], now_us=t)[0]
+        assert (got.allowed, got.committed, got.results) == (want.allowed, want.committed, want.results), t
+        seen = fast.peek_sync(Check("r", algorithm, "k", (p,), cost), now_us=t)
+        assert seen.results == slow.peek_sync(Check("r", plain, "k", (p,), cost), now_us=t).results, t
+
+
+def test_a_subclass_that_changes_peek_is_decided_with_its_peek() -> None:
+    from fastapi_ratelimits.algorithms import FixedWindow, LimitResult
+    from fastapi_ratelimits.registry import register_algorithm
+
+    class Closed(FixedWindow):
+        name = "closed-for-the-test"
+
+        @staticmethod
+        def peek(state: object, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, object]:
+            return LimitResult(False, p.limit, 0, 1, 1), None
+
+    register_algorithm(Closed.name, Closed)
+    store = MemoryStore()
+    check = Check("r", Closed.name, "k", (LimitParams(5, HOUR, 5),))
+    assert not store.decide_sync([check], now_us=0)[0].allowed  # not FixedWindow's step
+
+
+def test_the_log_of_a_key_seen_once_is_one_float_and_a_long_log_is_pruned() -> None:
+    """Memory: a key with one live stamp keeps a float, not an array; a busy key's log
+    drops its expired stamps as it goes (it never holds much more than a window)."""
+    from fastapi_ratelimits.algorithms.sliding_window_log import Log
+
+    store = MemoryStore()
+    p = LimitParams(1000, 1_000_000, 1000)
+    store.decide_sync([Check("r", "sliding_window_log", "once", (p,))], now_us=5)
+    tbl = next(iter(store._tables.values()))
+    assert type(tbl.entries["once"][1]) is float
+    busy = Check("r", "sliding_window_log", "busy", (p,))
+    longest = 0
+    for i in range(20_000):  # 20 seconds at one request a millisecond: 1000 a window
+        assert store.decide_sync([busy], now_us=10 + i * 1000)[0].allowed
+        log = tbl.entries["busy"][1]
+        assert isinstance(log, Log) or i == 0
+        longest = max(longest, len(log) if i else 1)
+    assert longest <= 2 * 1000 + 1
+    # and it still counts exactly: the window is full
+    assert not store.decide_sync([busy], now_us=10 + 19_999 * 1000)[0].allowed
+
+
+def test_a_rule_reset_or_swept_away_comes_back_counted() -> None:
+    """The tables a rule's name points to (the fast path's shortcut) follow the tables
+    dropped by a reset or a sweep: what comes back is counted, evictable, resettable."""
+    store = MemoryStore(max_keys=2)
+    p = LimitParams(1, HOUR, 1)
+
+    def decide(rule: str, key: str, t: int) -> bool:
+        return store.decide_sync([Check(rule, "fixed_window", key, (p,))], now_us=t)[0].allowed
+
+    assert decide("a", "x", 0)
+    assert store.reset_sync("a") == 1 and len(store) == 0
+    assert decide("a", "x", 1) and not decide("a", "x", 2)
+    assert len(store) == 1
+    assert store.reset_sync("a", "x") == 1
+    assert decide("a", "x", 3)
+    store.reset_sync()
+    assert decide("a", "x", 4) and len(store) == 1
+    # a sweep drops the table of a rule idle past its TTL; the rule comes back counted
+    for i in range(5000):
+        decide("b", "y", 10 * HOUR + i)
+    assert len(store._tables) == 1 and len(store) == 1
+    assert decide("a", "x", 10 * HOUR + 5000) and not decide("a", "x", 10 * HOUR + 5001)
+    assert len(store) == 2
+    assert decide("a", "z", 10 * HOUR + 5002)  # full: "y" goes, the least recently used
+    assert len(store) == 2
+    assert decide("b", "y", 10 * HOUR + 5003)  # evicted: fresh again
+    assert not decide("a", "z", 10 * HOUR + 5004)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -194,3 +195,57 @@ def test_noop_has_every_public_method_of_metrics_with_the_same_signature() -> No
 def test_create_metrics_with_prometheus_installed() -> None:
     m = create_metrics()
     assert isinstance(m, Metrics) and m.enabled
+
+
+async def test_requests_through_the_middleware_are_counted_per_rule_and_outcome(caplog: pytest.LogCaptureFixture,
+                                                                                  ) -> None:
+    """Admitted requests are counted from the store's results (no Decision is built for
+    them); refusals, shadow refusals and a listener added later are counted the same."""
+    from fastapi_ratelimits import install
+    from support.apps import client, rules, standard_app, statuses
+
+    caplog.set_level(logging.DEBUG, logger="fastapi_ratelimits")
+    app = standard_app()
+    limits = install(app, rules(
+        {"name": "enforced", "match": {"path": "/health"}, "limit": "3/hour"},
+        {"name": "watching", "match": {"path": "/**"}, "limit": "1/hour", "mode": "shadow"},
+    ))
+    m = limits.metrics
+    assert isinstance(m, Metrics)
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 3) == [200, 200, 200]
+        # admitted requests the shadow rule would have refused are logged as refusals are
+        assert "watching" in caplog.text
+        assert await statuses(c, "GET", "/health", 2) == [429, 429]
+        s = samples(m)
+        assert decisions(m, "enforced", "allowed") == 3
+        assert decisions(m, "enforced", "limited") == 2
+        # the shadow rule: allowed once, then "would have refused" on every later request
+        # (nothing is taken from it while the enforced rule refuses: it stays refused)
+        assert decisions(m, "watching", "allowed") == 1
+        assert decisions(m, "watching", "shadow_limited") == 4
+        assert s[("ratelimits_decision_seconds_count", ())] == 5
+        seen: list[bool] = []
+        limits.add_decision_listener(lambda d, _s: seen.append(d.allowed))
+        assert await statuses(c, "GET", "/items/1", 1) == [200]  # only the shadow rule matches
+        assert seen == [True]
+        assert decisions(m, "watching", "shadow_limited") == 5
+        assert samples(m)[("ratelimits_decision_seconds_count", ())] == 6
+
+
+async def test_a_rule_only_allowing_is_counted_without_a_listener() -> None:
+    from fastapi_ratelimits import install
+    from support.apps import client, rules, standard_app, statuses
+
+    app = standard_app()
+    limits = install(app, rules({"name": "wide", "match": {"path": "/**"}, "limit": "1000/hour"}))
+    m = limits.metrics
+    assert isinstance(m, Metrics)
+    async with client(app) as c:
+        assert await statuses(c, "GET", "/health", 20) == [200] * 20
+    assert decisions(m, "wide", "allowed") == 20
+    assert decisions(m, "wide", "limited") == 0
+    s = samples(m)
+    assert s[("ratelimits_decision_seconds_count", ())] == 20
+    assert s[("ratelimits_decision_seconds_bucket", (("le", "+Inf"),))] == 20
+    assert 0 < s[("ratelimits_decision_seconds_sum", ())] < 20

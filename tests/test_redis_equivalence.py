@@ -170,3 +170,51 @@ def test_big_numbers_round_alike(env: Env) -> None:
             batch = [Check(check.rule, algorithm, "k", (p,), cost)]
             now = T0 + i * 604_799_999_999
             assert env.runner.run(env.store.decide(batch, now)) == memory.decide_sync(batch, now), algorithm
+
+
+steps_both_ways = st.lists(
+    st.tuples(
+        st.one_of(st.integers(-2_000, 2_000), st.integers(-120 * SECOND, 120 * SECOND), st.sampled_from([0, -1, 1])),
+        st.integers(1, 3) | st.sampled_from([1, 1, 13]),
+    ),
+    min_size=1, max_size=25,
+)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_sequences_with_clock_steps_back_match_memory(env: Env, algorithm: str) -> None:
+    """A clock that steps back (NTP, a failover) as well as forward: still the very same
+    answers on both."""
+
+    @SETTINGS
+    @given(p=limit_params(algorithm), seq=steps_both_ways, offset=st.integers(0, 86400 * SECOND))
+    def run(p: LimitParams, seq: list[tuple[int, int]], offset: int) -> None:
+        _run(env, [Check("back", algorithm, "k", (p,))], seq, T0 + 200 * SECOND + offset)
+
+    run()
+
+
+def test_the_log_forgets_what_redis_removed_when_the_clock_steps_back(env: Env) -> None:
+    """Redis removes the log's expired entries when it commits; after a step back they
+    stay gone, on memory too (they must not count again)."""
+    check = Check(f"log-{uuid.uuid4().hex[:8]}", "sliding_window_log", "k", (LimitParams(10, 60 * SECOND, 10),))
+    memory = MemoryStore()
+    remaining = []
+    for t in (0, 10, 20, 30, 65, 31):  # 65: the entry of 0 expires and is removed; 31: back
+        got = env.runner.run(env.store.decide([check], T0 + t * SECOND))
+        assert got == memory.decide_sync([check], T0 + t * SECOND), t
+        remaining.append(got[0].results[0].remaining)
+    assert remaining == [9, 8, 7, 6, 6, 5]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_one_key_twice_in_one_batch_matches_memory(env: Env, algorithm: str) -> None:
+    """Two checks of one batch on the same key (the same rule, window and identity): the
+    second commit works on what the first left, as the script does (the hashes are
+    overwritten, the log gets both)."""
+    p = LimitParams(5, 60 * SECOND, 5, 10 * SECOND)
+    rule = f"twice-{uuid.uuid4().hex[:8]}"
+    batch = [Check(rule, algorithm, "k", (p,)), Check(rule, algorithm, "k", (p,), 2)]
+    memory = MemoryStore()
+    for t in range(4):
+        assert env.runner.run(env.store.decide(batch, T0 + t * SECOND)) == memory.decide_sync(batch, T0 + t * SECOND), t

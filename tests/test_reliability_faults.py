@@ -188,7 +188,7 @@ def test_wrong_type_and_garbage_at_our_keys_heal_themselves(app_url: str, r: red
         wait_until(lambda: all(r.type(k) == b"hash" and r.hget(k, "count") not in (None, b"many")
                                for k in keys), 5, what="our keys healed")
 
-    result = run(app_url, fault, None, down=0.3)
+    result = run(app_url, fault, None, down=0.3, until_limited=True)
     check_never_broken(result)
     assert spoiled >= 30
     assert {s.by for s in result.samples} == {"store"}  # decided on Redis every time, no fallback

@@ -6,7 +6,7 @@ BENCH_SCENARIO=allowed: a limit no run can reach (every request passes the limit
 BENCH_SCENARIO=refused: a limit of 1 a day (every request after the first is refused).
 BENCH_STORAGE=memory|redis, BENCH_REDIS_URL, BENCH_ALGORITHM, BENCH_PREFIX (keys of this
 run only), BENCH_RULES (ours: how many rules apply to /ping, to show that more rules are
-still one Redis round trip).
+still one Redis round trip), BENCH_HEADERS (ours: ``defaults.headers``, ietf or none).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ALGORITHM = os.environ.get("BENCH_ALGORITHM", "sliding_window")
 PREFIX = os.environ.get("BENCH_PREFIX", "bench")
 RULES = int(os.environ.get("BENCH_RULES", "1"))
+HEADERS = os.environ.get("BENCH_HEADERS", "ietf")
 
 ALLOWED_N = 1_000_000_000
 LIMIT_N, LIMIT_PERIOD = (ALLOWED_N, "second") if SCENARIO == "allowed" else (1, "day")

@@ -227,7 +227,7 @@ def build_admin_router(
         )
 
     @router.get("/status", response_model=StatusOut, summary="Remaining and reset of a rule's limits for a key",
-                responses={404: {"description": "Unknown rule."}})
+                responses={404: {"description": "Unknown rule."}, 503: {"description": "The store failed."}})
     async def get_status(
         rule: str = Query(min_length=1, max_length=64, description="A rule name."),
         key: str = Query(min_length=1, max_length=MAX_KEY, description="The identity (IP, user id, ...)."),
@@ -237,6 +237,8 @@ def build_admin_router(
             return await limits.status(rule, key)
         except KeyError:
             raise HTTPException(404, f"unknown rule {rule!r}") from None
+        except Exception as exc:  # the store is down, or its breaker open: say so, never a 500
+            raise HTTPException(503, f"the store failed: {type(exc).__name__}: {exc}") from None
 
     @router.post("/reset", response_model=ResetOut, summary="Reset counters: one key, a rule, or everything",
                  responses={404: {"description": "Unknown rule."}, 503: {"description": "The store failed."}})

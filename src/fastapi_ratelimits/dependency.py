@@ -137,11 +137,10 @@ class RateLimitDependency:
             key = identity.prefix + str(value)
         ls = crule.base
         check = crule.check(key)
-        listeners = handle is not None and handle._decision_listeners
-        t0 = time.perf_counter() if listeners else 0.0
+        t0 = time.perf_counter()
         results, error, fallback = await decide_checks(store, local, [check], [crule], [ls], now)
-        decision = verdict([crule], [ls], results, error, fallback)
-        if listeners and handle is not None:
+        decision = verdict([crule], [ls], results, error, fallback, [check])
+        if handle is not None:
             handle._notify_decision(decision, time.perf_counter() - t0)
         scope.setdefault(DEPENDENCY_KEY, []).append(decision)
         headers = {k.decode(): v.decode() for k, v in rate_limit_headers(decision)}

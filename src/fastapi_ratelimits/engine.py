@@ -361,7 +361,7 @@ class Engine:
                           ) -> Decision:
         """The decision once the store failed with ``exc``: what ``on_error`` says."""
         res, error, fallback = await after_store_error(exc, local, prep.checks, prep.rules, prep.sets, now_us)
-        return verdict(prep.rules, prep.sets, res, error, fallback)
+        return verdict(prep.rules, prep.sets, res, error, fallback, prep.checks)
 
     def verdict(self, rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
                 error: str | None = None, fallback: str | None = None) -> Decision:
@@ -369,10 +369,15 @@ class Engine:
 
 
 def verdict(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult] | None,
-            error: str | None = None, fallback: str | None = None) -> Decision:
-    """The decision from the store's results (None: on_error deny)."""
+            error: str | None = None, fallback: str | None = None, checks: Sequence[Check] = ()) -> Decision:
+    """The decision from the store's results (None: on_error deny; then ``checks``, the
+    checks the store failed to decide, name each rule's key in the outcomes, every rule
+    undecided, and the decision names the rule whose ``deny`` refused)."""
     if results is None:
-        return Decision(False, None, 503, 1, 0.0, (), (), error, fallback)
+        denying = next((r.name for r in rules if r.on_error == "deny" and not r.shadow), None)
+        undecided = tuple(RuleOutcome(r.name, c.key, True, r.shadow, False, (), ls, r.headers, c.cost)
+                          for r, ls, c in zip(rules, sets, checks, strict=False))
+        return Decision(False, denying, 503, 1, 0.0, undecided, (), error, fallback)
     if len(results) == 1:  # one rule: the common case, without the lists
         crule = rules[0]
         res = results[0]

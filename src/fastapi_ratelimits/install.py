@@ -120,6 +120,9 @@ class RateLimits:
         self._store_loop: asyncio.AbstractEventLoop | None = None
         self._store_loop_check = False  # a lazily opened network store follows the event loop
         self._local = MemoryStore(max_keys=loaded.config.storage.memory_max_keys, clock=self._clock_us)
+        # listeners added with add_decision_listener (the handle's own, metrics and refusal
+        # logs, is called first by _notify_decision; an admitted request with no listener
+        # here is counted without building a Decision: see middleware)
         self._decision_listeners: list[Callable[[Decision, float], None]] = []
         self._reload_listeners: list[Callable[[ReloadResult], None]] = []
         self._reload_lock: asyncio.Lock | None = None
@@ -132,13 +135,13 @@ class RateLimits:
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
         self._set_metrics(self.metrics)
-        self._decision_listeners.append(self._observe_decision)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
         """Use ``metrics`` (a :class:`Metrics` or ``NoopMetrics``) from now on."""
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
+        self._count_admitted = metrics.count_admitted
         metrics.accept_rule = self._code_rules.__contains__
         metrics.set_rules(self._rule_names())
         loaded = self._active.loaded
@@ -280,6 +283,11 @@ class RateLimits:
         self._decision_listeners.append(fn)
 
     def _notify_decision(self, decision: Decision, seconds: float) -> None:
+        """The handle's own listener (metrics, refusal logs), then those added."""
+        try:
+            self._observe_decision(decision, seconds)
+        except Exception:
+            log.exception("decision listener failed")
         for fn in self._decision_listeners:
             try:
                 fn(decision, seconds)
@@ -362,9 +370,8 @@ class RateLimits:
         store = self._store or await self._ensure_store()
         t0 = time.perf_counter()
         results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
-        decision = verdict([crule], [crule.base], results, error, fallback)
-        if self._decision_listeners:
-            self._notify_decision(decision, time.perf_counter() - t0)
+        decision = verdict([crule], [crule.base], results, error, fallback, [check])
+        self._notify_decision(decision, time.perf_counter() - t0)
         return decision
 
     async def status(self, rule: str, key: str) -> dict[str, Any]:

@@ -3,8 +3,16 @@
 Label values are bounded by construction: rule names of the active config only (any other
 name is counted as ``other``) and outcomes from fixed sets; client keys never become
 labels. Each :class:`Metrics` has its own ``CollectorRegistry`` unless given one, so several
-apps in one process do not clash. The labelled children are resolved once per config
-(:meth:`Metrics.set_rules`), so counting a decision is a dict lookup and an increment.
+apps in one process do not clash.
+
+The per-request counters (decisions per rule and outcome, the decision-time histogram)
+are plain integers in lists, read by a collector of this module when Prometheus scrapes:
+counting a decision is a dict lookup and an integer increment, with no lock and no
+prometheus-client object on the request path. An increment is one step of the
+interpreter that holds the GIL (``cells[i] += 1`` on a list), so counts of one event loop
+are exact; under a free-threaded Python, threads deciding at the same instant could lose
+an increment (metrics only: decisions are never affected). Reloads, config info and
+storage errors, rare, use prometheus-client's own objects.
 
 Without prometheus-client, :func:`create_metrics` returns a :class:`NoopMetrics` with the
 same methods, which do nothing.
@@ -12,11 +20,18 @@ same methods, which do nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     from .decision import Decision
+    from .storage.base import CheckResult
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
 
 Outcome = Literal["allowed", "limited", "shadow_limited", "error"]
 ReloadOutcome = Literal["ok", "error", "unchanged"]
@@ -75,14 +90,15 @@ class Metrics:
 
     def __init__(self, registry: Any = None) -> None:
         try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+            from prometheus_client import CollectorRegistry, Counter, Gauge
         except ImportError as exc:
             raise ImportError(INSTALL_HINT) from exc
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
-        self._decisions = Counter(
-            "ratelimits_decisions", "Rate limit decisions per rule and outcome.",
-            ["rule", "outcome"], registry=self.registry,
-        )
+        # rule -> [allowed, limited, shadow_limited, error] (OUTCOMES order); "other" always there
+        self._cells: dict[str, list[int]] = {OTHER_RULE: [0, 0, 0, 0]}
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self._latency_sum = [0.0]
+        self.registry.register(_Collector(self))
         self._storage_errors = Counter(
             "ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
             registry=self.registry,
@@ -98,15 +114,9 @@ class Metrics:
             "ratelimits_config_loaded_timestamp_seconds", "When the active config was loaded (Unix time).",
             registry=self.registry,
         )
-        self._latency = Histogram(
-            "ratelimits_decision_seconds", "Time taken by one rate limit decision (all its rules).",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-        self._observe = self._latency.observe
         self._storage_inc = self._storage_errors.inc
         self._reload_children = {o: self._reloads.labels(o) for o in RELOAD_OUTCOMES}
         self._rules: frozenset[str] = frozenset()
-        self._children: dict[tuple[str, str], Any] = {}
         self._hash: str | None = None
         # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
         # the first time): True makes it a label of its own, False counts it as "other".
@@ -116,19 +126,14 @@ class Metrics:
     # -- setup, once per config ----------------------------------------------------------
 
     def set_rules(self, names: Iterable[str]) -> None:
-        """Declare the rule names of the active config; series of rules gone are removed."""
+        """Declare the rule names of the active config; series of rules gone are removed
+        (a rule kept keeps its counts)."""
         rules = frozenset(names)
-        children = {(r, o): self._decisions.labels(r, o) for r in rules | {OTHER_RULE} for o in OUTCOMES}
-        for r in self._rules - rules:
-            if r == OTHER_RULE:
-                continue
-            for o in OUTCOMES:
-                try:
-                    self._decisions.remove(r, o)
-                except KeyError:
-                    pass
+        old = self._cells
+        cells = {r: old.get(r) or [0, 0, 0, 0] for r in rules}
+        cells[OTHER_RULE] = old[OTHER_RULE]
         self._rules = rules
-        self._children = children  # one assignment: a decision counted meanwhile sees old or new
+        self._cells = cells  # one assignment: a decision counted meanwhile sees old or new
 
     @property
     def rules(self) -> frozenset[str]:
@@ -138,15 +143,40 @@ class Metrics:
 
     def decision(self, rule: str, outcome: Outcome) -> None:
         """Count one rule's outcome for one request."""
-        child = self._children.get((rule, outcome))
-        if child is None:
-            if outcome not in OUTCOMES:
-                raise ValueError(f"{outcome!r} is not a decision outcome ({', '.join(OUTCOMES)})")
-            child = self._children[(OTHER_RULE, outcome)]
-        child.inc()
+        try:
+            i = _OUTCOME_INDEX[outcome]
+        except KeyError:
+            raise ValueError(f"{outcome!r} is not a decision outcome ({', '.join(OUTCOMES)})") from None
+        cells = self._cells.get(rule) or self._cells[OTHER_RULE]
+        cells[i] += 1
 
     def decision_latency(self, seconds: float) -> None:
-        self._observe(seconds)
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum[0] += seconds
+
+    def count_admitted(self, rules: Sequence[_Named], results: Sequence[CheckResult], seconds: float) -> bool:
+        """Count a request every rule of which allowed (``results`` straight from the
+        store, one per rule): ``allowed`` per rule, and its time. False, and nothing
+        counted, when a rule did not allow it (then the caller builds the full
+        decision for :meth:`observe_decision`). The middleware's fast path: no
+        :class:`~fastapi_ratelimits.decision.Decision` is built for it."""
+        table = self._cells
+        if len(results) == 1:  # one rule: the common case
+            if not results[0].allowed:
+                return False
+            name = rules[0].name
+            cells = table.get(name) or self._unknown(name)
+            cells[0] += 1
+        else:
+            for res in results:
+                if not res.allowed:
+                    return False
+            for crule in rules:
+                cells = table.get(crule.name) or self._unknown(crule.name)
+                cells[0] += 1
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum[0] += seconds
+        return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
         """Count every rule's outcome of one decision, its store error if any, and its time.
@@ -157,30 +187,40 @@ class Metrics:
         by the ``local`` fallback counts as allowed or limited. A decision the store could not
         make that carries no rule (``on_error: deny``) counts as ``other``/``error``.
         """
-        children = self._children
+        table = self._cells
         error = decision.error
         outcomes = decision.outcomes
         for o in outcomes:
             if o.allowed:
-                outcome = "allowed" if error is None or o.results else "error"
+                i = 0 if error is None or o.results else 3
             else:
-                outcome = "shadow_limited" if o.shadow else "limited"
-            child = children.get((o.rule, outcome))
-            if child is None:
-                child = self._unknown(o.rule, outcome)
-            child.inc()
+                i = 2 if o.shadow else 1
+            cells = table.get(o.rule)
+            if cells is None:
+                cells = self._unknown(o.rule)
+            cells[i] += 1
         if error is not None:
             self._storage_inc()
             if not outcomes:
-                children[(OTHER_RULE, "error")].inc()
-        self._observe(seconds)
+                table[OTHER_RULE][3] += 1
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum[0] += seconds
 
-    def _unknown(self, rule: str, outcome: str) -> Any:
+    def _unknown(self, rule: str) -> list[int]:
         accept = self.accept_rule
         if accept is not None and rule != OTHER_RULE and accept(rule):
             self.set_rules(self._rules | {rule})
-            return self._children[(rule, outcome)]
-        return self._children[(OTHER_RULE, outcome)]
+            return self._cells[rule]
+        return self._cells[OTHER_RULE]
+
+    # -- read at scrape time -------------------------------------------------------------
+
+    def _decision_counts(self) -> list[tuple[str, str, int]]:
+        return [(rule, outcome, n) for rule, cells in list(self._cells.items())
+                for outcome, n in zip(OUTCOMES, list(cells), strict=True)]
+
+    def _latency(self) -> tuple[list[int], float]:
+        return list(self._latency_counts), self._latency_sum[0]
 
     def storage_error(self) -> None:
         self._storage_inc()
@@ -241,6 +281,12 @@ class NoopMetrics:
     def decision_latency(self, seconds: float) -> None:
         return None
 
+    def count_admitted(self, rules: Sequence[_Named], results: Sequence[CheckResult], seconds: float) -> bool:
+        for res in results:  # a shadow rule that would have refused is logged from the full decision
+            if not res.allowed:
+                return False
+        return True
+
     def observe_decision(self, decision: Decision, seconds: float) -> None:
         return None
 
@@ -261,6 +307,33 @@ class NoopMetrics:
 
 
 MetricsLike = Metrics | NoopMetrics
+
+_OUTCOME_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
+
+
+class _Collector:
+    """Hands Prometheus the per-request counters of a :class:`Metrics` when it scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        decisions = CounterMetricFamily("ratelimits_decisions", "Rate limit decisions per rule and outcome.",
+                                        labels=["rule", "outcome"])
+        for rule, outcome, n in self._metrics._decision_counts():
+            decisions.add_metric([rule, outcome], n)
+        yield decisions
+        counts, total = self._metrics._latency()
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for le, n in zip((*(repr(b) for b in LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            running += n
+            buckets.append((le, running))
+        yield HistogramMetricFamily("ratelimits_decision_seconds",
+                                    "Time taken by one rate limit decision (all its rules).",
+                                    buckets=buckets, sum_value=total)
 
 
 def create_metrics(registry: Any = None) -> MetricsLike:

@@ -8,8 +8,10 @@ request waits its queue delay, if any, and its response gets the headers on
 ``http.response.start``. Websocket and lifespan messages pass through untouched.
 
 The hot path (an admitted request) writes its headers straight from the store's results,
-with a function specialised once per plan; a :class:`~fastapi_ratelimits.decision.Decision`
-is built only when a decision listener (metrics) wants one, or for a refusal. The send wrapper is a
+with a function specialised once per plan, and is counted in the metrics from those
+results too; a :class:`~fastapi_ratelimits.decision.Decision` is built only for a refusal
+(or a shadow rule that would have refused), a store error, or when a listener added with
+``add_decision_listener`` wants one. The send wrapper is a
 ``functools.partial`` of a plain function that returns the inner ``send``'s awaitable:
 no coroutine of its own per message.
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from .storage.base import CheckResult, Store
 
 log = logging.getLogger("fastapi_ratelimits")
+_perf_counter = time.perf_counter
 
 SCOPE_KEY = "fastapi_ratelimits"  # the RateLimits handle, for limit() dependencies
 DEPENDENCY_KEY = "fastapi_ratelimits.dependencies"  # decisions of limit() dependencies
@@ -74,21 +77,6 @@ class RateLimitMiddleware:
         if cache is not None:
             cache.clear()
 
-    async def _store_results(self, prep: Prepared, store: Store, now: int | None) -> list[CheckResult]:
-        """The store's results for ``prep`` (errors raised), from the refusal cache when a
-        check of the request is known to be refused: no round trip then."""
-        cache = self._cache if store is self._cache_of else self._refusals(store)
-        if cache is None:
-            return await store.decide(prep.checks, now)
-        at = cache.now(now)
-        known = cache.lookup(prep.checks, at)
-        if known is not None:
-            return known
-        epoch = cache.epoch
-        results = await store.decide(prep.checks, now)
-        cache.record(prep.checks, results, at, epoch)
-        return results
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -110,25 +98,34 @@ class RateLimitMiddleware:
                     store = await limits._ensure_store()
                 clock = limits._clock_us
                 now = clock() if clock is not None else None
-                listeners = limits._decision_listeners
-                t0 = time.perf_counter() if listeners else 0.0
+                t0 = _perf_counter()
                 if type(store) is MemoryStore:
                     results = store.decide_sync(prep.checks, now)
-                else:
+                else:  # a network store: from the refusal cache when a check is known refused
+                    cache = self._cache if store is self._cache_of else self._refusals(store)
                     try:
-                        results = await self._store_results(prep, store, now)
+                        if cache is None:
+                            results = await store.decide(prep.checks, now)
+                        else:
+                            at = cache.now(now)
+                            results = cache.lookup(prep.checks, at)
+                            if results is None:
+                                epoch = cache.epoch
+                                results = await store.decide(prep.checks, now)
+                                cache.record(prep.checks, results, at, epoch)
                     except Exception as exc:  # StorageError or worse: on_error decides
                         decision = await engine.after_error(exc, prep, limits._local, now)
-                if listeners:  # they get a Decision, and how long it took
-                    if decision is None:
-                        assert results is not None
-                        decision = verdict(prep.rules, prep.sets, results)
-                    limits._notify_decision(decision, time.perf_counter() - t0)
-                if results is not None:  # admitted: the headers straight from the results
+                if results is not None:
                     admit = prep.admit
                     admitted = admit(results) if admit is not None else prep.admitted(results)
-                    if admitted is None and decision is None:
+                    # admitted, every rule allowing, nobody listening but the metrics: counted
+                    # from the results, no Decision built
+                    if (admitted is None or limits._decision_listeners
+                            or not limits._count_admitted(prep.rules, results, _perf_counter() - t0)):
                         decision = verdict(prep.rules, prep.sets, results)
+                        limits._notify_decision(decision, _perf_counter() - t0)
+                elif decision is not None:
+                    limits._notify_decision(decision, _perf_counter() - t0)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
             decision = admitted = None

@@ -96,8 +96,10 @@ class Run:
 
 
 def run(url: str, fault: Callable[[], None], heal: Callable[[], None] | None, *, warm: float = 0.6,
-        down: float = 1.5, store_first: bool = True) -> Run:
-    """Load ``url``; ``fault()``; ``down`` seconds; ``heal()``; until the store limits again."""
+        down: float = 1.5, store_first: bool = True, until_limited: bool = False) -> Run:
+    """Load ``url``; ``fault()``; ``down`` seconds; ``heal()``; until the store limits again
+    (without ``heal``, with ``until_limited``: until the store has limited since the fault,
+    however slowly a loaded machine sends the load)."""
     httpx.get(url + "/__stats__")  # reset
     load = Load(url, PATHS).start()
     try:
@@ -121,6 +123,9 @@ def run(url: str, fault: Callable[[], None], heal: Callable[[], None] | None, *,
 
             wait_until(limiting_again, 15, what="the store deciding and limiting again")
             time.sleep(0.3)
+        elif until_limited:
+            wait_until(lambda: any(s.by == "store" and s.status == 429 for s in load.since(t_fault)), 15,
+                       what="the store limiting since the fault")
     finally:
         samples = load.stop()
     stats = httpx.get(url + "/__stats__").json()

@@ -13,6 +13,11 @@ tests check them against each other.
 States are tuples. A refused decision returns ``None`` as its pending change and the
 store keeps the state as it was (all-or-nothing).
 
+The built-ins also give the memory store a ``step``: peek and commit in one call on the
+entry the store keeps, ``(touched, *state)``, which spares the store a copy of the state,
+a tuple or two and a call per decision. A built-in's ``peek`` calls its ``step`` (the
+log's shares its helpers), so the math is written once.
+
 Clocks that step back (NTP, a Redis failover): no algorithm refills, drains, slides or
 opens a new window because of a backward step; the bucket times and the log's stamps
 never move back. A refused request records nothing, not even the time it saw, so after
@@ -24,6 +29,7 @@ a backward step never lets anything more through (``tests/test_algorithm_propert
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,6 +70,13 @@ class LimitResult:
     delay_us: int = 0
 
 
+#: what a ``step`` answers: the fields of the result but its limit (``allowed, remaining,
+#: reset_us, retry_after_us, delay_us``), then the entry to keep (None when refused)
+StepResult = tuple[bool, int, int, int, int, Any]
+#: ``step(entry, touched, now, cost, p) -> StepResult``, see ``Algorithm.step``
+Step = Callable[[Any, Any, float, int, LimitParams], StepResult]
+
+
 def ceil_us(x: float) -> int:
     return max(0, math.ceil(x))
 
@@ -100,8 +113,26 @@ class Algorithm:
 
     @staticmethod
     def commit(state: Any, pending: Any) -> Any:
-        """The state to keep once the decision is committed (a tuple)."""
+        """The state to keep once the decision is committed (a tuple). ``state`` is the
+        key's state at the time of the commit: the one ``peek`` was given, unless an
+        earlier check of the same decision committed to the same key (as on Redis, where
+        the commit works on the key as it is then)."""
         return pending
+
+    @staticmethod
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        """Optional, for the memory store: decide on ``entry``, the tuple ``(anything,
+        *state)`` (None: fresh), exactly as ``peek`` followed by ``commit`` when it
+        allows. Answers the result's fields but ``limit`` (which is ``p.limit``: the
+        store builds the result, for less than the dataclass's ``__init__`` costs) and
+        the entry to keep, ``(touched, *new state)``, or None when refused.
+
+        When ``commit`` is the plain one, ``step`` must change nothing it is given (the
+        store may then use it for a decision it commits later); otherwise the store
+        calls it only to commit at once. Only a class that defines ``step`` itself gets
+        it used: a subclass that changes ``peek`` or ``commit`` is decided with those.
+        """
+        raise NotImplementedError
 
     @staticmethod
     def copy_state(state: Any) -> Any:
@@ -113,3 +144,13 @@ class Algorithm:
     def ttl_us(p: LimitParams) -> int:
         """How long an idle key must be kept before it is the same as a fresh one."""
         return p.window_us
+
+
+def peek_by_step(step: Step, state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+    """``peek`` of an algorithm whose ``step`` is pure: the step on the state, and its
+    new state (the entry without its first item) as the pending change."""
+    allowed, remaining, reset_us, retry_us, delay_us, entry = step(
+        None if state is None else (now, *state), now, now, cost, p
+    )
+    res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
+    return res, None if entry is None else entry[1:]

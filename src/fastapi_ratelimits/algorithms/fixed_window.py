@@ -14,10 +14,10 @@ State ``(window_index, count)``. Decision, in this order on doubles::
 
 from __future__ import annotations
 
-from math import ceil, floor
+from math import ceil
 from typing import Any
 
-from .base import Algorithm, LimitParams, LimitResult
+from .base import Algorithm, LimitParams, LimitResult, StepResult, peek_by_step
 
 
 class FixedWindow(Algorithm):
@@ -25,15 +25,21 @@ class FixedWindow(Algorithm):
     lua = "fixed_window.lua"
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
-        window = p.window_us
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, win, count)
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         limit = p.limit
-        win = floor(now / window)
+        win = now / window // 1.0  # floor(now / window), kept a float (doubles, as in Lua)
         count = 0
-        if state is not None and state[0] >= win:
-            win = state[0]
-            count = state[1]
+        if entry is not None and entry[1] >= win:
+            win = entry[1]
+            count = entry[2]
         reset = ceil((win + 1) * window - now)
         if count + cost <= limit:
-            return LimitResult(True, limit, limit - count - cost, reset, 0), (win, count + cost)
-        return LimitResult(False, limit, max(0, limit - count), reset, max(1, reset)), None
+            return True, limit - count - cost, reset, 0, 0, (touched, win, count + cost)
+        # max(0, limit - count), max(1, reset): conditionals cost less than calls
+        return False, limit - count if limit > count else 0, reset, reset if reset > 1 else 1, 0, None
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(FixedWindow.step, state, now, cost, p)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class GCRA(Algorithm):
@@ -38,23 +38,26 @@ class GCRA(Algorithm):
     uses_burst = True
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, ts, backlog)
         interval = p.window_us / p.limit
         tau = interval * p.burst
-        if state is None:
+        if entry is None:
             backlog = 0.0
         else:
-            backlog = state[1] - (now - state[0])
+            backlog = entry[2] - (now - entry[1])
             if backlog < 0.0:
                 backlog = 0.0
         new = backlog + interval * cost
         excess = new - tau
         if excess <= interval * EPS:
-            return LimitResult(True, p.limit, floor((tau - new) / interval + EPS), ceil(new), 0), (now, new)
-        return (
-            LimitResult(False, p.limit, floor_units((tau - backlog) / interval), ceil(backlog), ceil(excess)),
-            None,
-        )
+            return True, floor((tau - new) / interval + EPS), ceil(new), 0, 0, (touched, now, new)
+        remaining = floor((tau - backlog) / interval + EPS)  # floor_units(...), inline
+        return False, remaining if remaining > 0 else 0, ceil(backlog), ceil(excess), 0, None
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(GCRA.step, state, now, cost, p)
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class LeakyBucket(Algorithm):
@@ -29,15 +29,17 @@ class LeakyBucket(Algorithm):
     uses_burst = True
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, level, ts)
         limit = p.limit
-        window = p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         cap = p.burst
-        if state is None:
+        if entry is None:
             level = 0.0
             ts = now
         else:
-            level, ts = state
+            level = entry[1]
+            ts = entry[2]
             if now > ts:
                 level = level - (now - ts) * limit / window
                 if level < 0.0:
@@ -45,14 +47,16 @@ class LeakyBucket(Algorithm):
                 ts = now
         if level + cost <= cap + EPS:
             new = level + cost
-            return LimitResult(True, limit, floor(cap - new + EPS), ceil(new * window / limit), 0), (new, ts)
+            return True, floor(cap - new + EPS), ceil(new * window / limit), 0, 0, (touched, new, ts)
+        remaining = floor(cap - level + EPS)  # floor_units(cap - level), inline
         return (
-            LimitResult(
-                False, limit, floor_units(cap - level), ceil(level * window / limit),
-                ceil((level + cost - cap) * window / limit),
-            ),
-            None,
+            False, remaining if remaining > 0 else 0, ceil(level * window / limit),
+            ceil((level + cost - cap) * window / limit), 0, None,
         )
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(LeakyBucket.step, state, now, cost, p)
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

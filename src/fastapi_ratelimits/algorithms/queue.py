@@ -25,7 +25,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class Queue(Algorithm):
@@ -38,13 +38,14 @@ class Queue(Algorithm):
         return 1
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, ts, backlog)
         interval = p.window_us / p.limit
         tau = interval * p.burst
-        if state is None:
+        if entry is None:
             backlog = 0.0
         else:
-            backlog = state[1] - (now - state[0])
+            backlog = entry[2] - (now - entry[1])
             if backlog < 0.0:
                 backlog = 0.0
         new = backlog + interval * cost
@@ -54,8 +55,12 @@ class Queue(Algorithm):
             wait = ceil(delay) if delay > 0.0 else 0
             if wait > max_delay:
                 wait = max_delay
-            return LimitResult(True, p.limit, floor((max_delay - delay) / interval + EPS), ceil(new), 0, wait), (now, new)
-        return LimitResult(False, p.limit, 0, ceil(backlog), ceil(delay - max_delay)), None
+            return True, floor((max_delay - delay) / interval + EPS), ceil(new), 0, wait, (touched, now, new)
+        return False, 0, ceil(backlog), ceil(delay - max_delay), 0, None
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(Queue.step, state, now, cost, p)
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

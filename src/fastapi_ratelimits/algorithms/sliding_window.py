@@ -37,7 +37,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, floor_units
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, peek_by_step
 
 
 class SlidingWindow(Algorithm):
@@ -45,34 +45,42 @@ class SlidingWindow(Algorithm):
     lua = "sliding_window.lua"
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
-        w = p.window_us
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, win, cur, prev)
+        w = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         n = p.limit
-        win = floor(now / w)
+        win = now / w // 1.0  # floor(now / w), kept a float (doubles, as in Lua)
         cur = 0
         prev = 0
-        if state is not None:
-            if state[0] >= win:
-                win, cur, prev = state
-            elif state[0] == win - 1:
-                prev = state[1]
+        if entry is not None:
+            if entry[1] >= win:
+                win = entry[1]
+                cur = entry[2]
+                prev = entry[3]
+            elif entry[1] == win - 1:
+                prev = entry[2]
         start = win * w
         elapsed = now - start
         if elapsed < 0.0:
             elapsed = 0.0
         elif elapsed > w:
-            elapsed = float(w)
+            elapsed = w
         est = prev * (w - elapsed) / w + cur
         reset = ceil(start + w - now)
         if est + cost <= n + EPS:
-            return LimitResult(True, n, floor(n - est - cost + EPS), reset, 0), (win, cur + cost, prev)
+            return True, floor(n - est - cost + EPS), reset, 0, 0, (touched, win, cur + cost, prev)
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:
-            retry = ceil(start + w - float(n - cost - cur) * w / prev - now)
+            retry = ceil(start + w - (n - cost - cur) * w / prev - now)  # a float product (w is)
         else:
-            retry = ceil(start + w + w - float(n - cost) * w / cur - now)
-        return LimitResult(False, n, floor_units(n - est), reset, max(1, retry)), None
+            retry = ceil(start + w + w - (n - cost) * w / cur - now)
+        remaining = floor(n - est + EPS)  # floor_units(n - est), max(1, retry), inline
+        return False, remaining if remaining > 0 else 0, reset, retry if retry > 1 else 1, 0, None
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(SlidingWindow.step, state, now, cost, p)
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, ceil_us
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
 class TokenBucket(Algorithm):
@@ -29,15 +29,17 @@ class TokenBucket(Algorithm):
     uses_burst = True
 
     @staticmethod
-    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+    def step(entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        # entry: (touched, tokens, ts)
         limit = p.limit
-        window = p.window_us
+        window = p.window_us * 1.0  # a float: one conversion of the int (slow above 2**30), not one per operation
         cap = p.burst
-        if state is None:
+        if entry is None:
             tokens = float(cap)
             ts = now
         else:
-            tokens, ts = state
+            tokens = entry[1]
+            ts = entry[2]
             if now > ts:
                 tokens = tokens + (now - ts) * limit / window
                 ts = now
@@ -47,14 +49,15 @@ class TokenBucket(Algorithm):
             left = tokens - cost
             if left < 0.0:
                 left = 0.0
-            return LimitResult(True, limit, floor(left + EPS), ceil((cap - left) * window / limit), 0), (left, ts)
+            return True, floor(left + EPS), ceil((cap - left) * window / limit), 0, 0, (touched, left, ts)
         return (
-            LimitResult(
-                False, limit, floor(tokens + EPS), ceil((cap - tokens) * window / limit),
-                ceil((cost - tokens) * window / limit),
-            ),
-            None,
+            False, floor(tokens + EPS), ceil((cap - tokens) * window / limit), ceil((cost - tokens) * window / limit),
+            0, None,
         )
+
+    @staticmethod
+    def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:
+        return peek_by_step(TokenBucket.step, state, now, cost, p)
 
     @staticmethod
     def ttl_us(p: LimitParams) -> int:

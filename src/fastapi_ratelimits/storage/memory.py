@@ -3,7 +3,14 @@
 Layout. Counters live in one table per limit class ``(rule, algorithm, window)``; a
 table is an LRU map (``OrderedDict``) from the identity to a flat tuple
 ``(touched_us, *state)``. Keying by the bare identity string (no per-key tuple or
-composite string) and keeping the state flat keep a key near 250 bytes.
+composite string) and keeping the state flat keep a key near 250 bytes (the log of a
+key seen once is a float, not an array: about 220).
+
+Speed. One check of one limit (most requests) takes a path of its own: its table is
+found by the rule's name (the table that rule used last), the built-in algorithm's
+``step`` decides on the stored entry and hands back the entry to keep (no copy of the
+state, no pending change), and the results are built without their dataclass
+``__init__`` (a Python call made from C, the dearest part of a decision).
 
 Bounds. The store holds at most ``max_keys`` keys over all tables: when full, the least
 recently used key of the whole store goes first (an evicted key is simply fresh again).
@@ -28,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..algorithms.base import Algorithm, LimitParams, LimitResult
+from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..registry import get_algorithm
 from .base import Check, CheckResult
 
@@ -37,6 +44,7 @@ _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
 _monotonic_ns = time.monotonic_ns
+_new = object.__new__
 
 
 def monotonic_us() -> int:
@@ -52,10 +60,20 @@ def memory_key(identity: str) -> str | bytes:
     return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def step_of(algo: Any) -> Step | None:
+    """The ``step`` of an algorithm class that defines one itself (a subclass that
+    changes ``peek`` or ``commit`` of a built-in does not get its parent's)."""
+    if "step" in getattr(algo, "__dict__", ()) and algo is not Algorithm:
+        step: Step = algo.step
+        return step
+    return None
+
+
 class _Table:
     """The keys of one limit class ``(rule, algorithm, window)``."""
 
-    __slots__ = ("algo", "algorithm", "entries", "params", "plain_commit", "rule", "ttl", "window_us")
+    __slots__ = ("algo", "algorithm", "entries", "params", "plain_commit", "pure_step", "rule", "step", "ttl",
+                 "window_us")
 
     def __init__(self, rule: str, algorithm: str, algo: type[Algorithm], p: LimitParams) -> None:
         self.rule = rule
@@ -63,6 +81,10 @@ class _Table:
         self.window_us = p.window_us
         self.algo = algo
         self.plain_commit = algo.commit is Algorithm.commit
+        #: peek and commit in one on the entry (None: the algorithm's peek and commit)
+        self.step = step_of(algo)
+        #: ``step`` changes nothing it is given: it may decide what commits later
+        self.pure_step = self.step if self.plain_commit else None
         self.params = p
         self.ttl = float(algo.ttl_us(p))
         self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
@@ -87,6 +109,9 @@ class MemoryStore:
         self.clock = clock or monotonic_us
         self._default_clock = clock is None
         self._tables: dict[tuple[str, str, int], _Table] = {}
+        # the table each rule used last for a one-limit check: one lookup by the rule's
+        # name (its hash is cached) rather than by a tuple built for the occasion
+        self._by_rule: dict[str, _Table] = {}
         self._size = 0
         self._ops = 0
         self._lock = threading.Lock()
@@ -104,6 +129,16 @@ class MemoryStore:
         elif tbl.params is not p:
             tbl.tune(p)
         return tbl
+
+    def _rule_table(self, rule: str, algorithm: str, p: LimitParams) -> _Table:
+        tbl = self._table(rule, algorithm, p)
+        self._by_rule[rule] = tbl
+        return tbl
+
+    def _drop_table(self, tkey: tuple[str, str, int]) -> None:
+        tbl = self._tables.pop(tkey)
+        if self._by_rule.get(tbl.rule) is tbl:
+            del self._by_rule[tbl.rule]
 
     def _sweep(self, tbl: _Table, now: float, budget: int) -> None:
         entries = tbl.entries
@@ -123,7 +158,7 @@ class MemoryStore:
             for tkey, tbl in list(self._tables.items()):
                 self._sweep(tbl, now, 64)
                 if not tbl.entries:  # a rule gone (reload, a limiter collected)
-                    del self._tables[tkey]
+                    self._drop_table(tkey)
 
     def _make_room(self) -> None:
         """Before a new key goes in: drop the least recently used key of the whole
@@ -158,56 +193,88 @@ class MemoryStore:
 
     def decide_sync(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         """Decide every check at once, all-or-nothing over the enforced ones."""
-        if now_us is not None:
+        if now_us is None and self._default_clock:
+            # float(ns // 1000) for less: a correctly rounded quotient, floored (exact,
+            # for a clock below 2**53 microseconds)
+            now = _monotonic_ns() / 1000 // 1.0
+        elif now_us is not None:
             now = float(now_us)
-        elif self._default_clock:
-            now = float(_monotonic_ns() // 1000)
         else:
             now = float(self.clock())
         lock = self._lock
         lock.acquire()
         try:
-            if len(checks) != 1 or len(checks[0].limits) != 1:
-                out = self._decide_many(checks, now)
-                self._ops += 1
-                self._housekeep(now)
-                return out
-            # one check of one limit, the common case, inline
-            check = checks[0]
-            p = check.limits[0]
-            tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
-            if tbl is None or tbl.params is not p:
-                tbl = self._table(check.rule, check.algorithm, p)
-            key: str | bytes = check.key
-            if len(key) > 64:
-                key = memory_key(check.key)
-            entries = tbl.entries
-            entry = entries.get(key)
-            if entry is not None and entry[0] + tbl.ttl > now:
-                state: tuple[Any, ...] | None = entry[1:]
-            else:
-                state = None
-            res, pending = tbl.algo.peek(state, now, check.cost, p)
-            if res.allowed:
-                if not tbl.plain_commit:
-                    pending = tbl.algo.commit(state, pending)
-                if entry is None:
-                    self._sweep(tbl, now, _SWEEP)
-                    if self._size >= self.max_keys:
-                        self._make_room()
-                    entries[key] = (now, *pending)
-                    self._size += 1
-                else:
-                    entries[key] = (entry[0] if state is not None and entry[0] > now else now, *pending)
-                    entries.move_to_end(key)
-            elif state is not None:
-                self._touch(tbl, key, entry, now)  # type: ignore[arg-type]
+            if len(checks) == 1:
+                check = checks[0]
+                limits = check.limits
+                if len(limits) == 1:  # one check of one limit, the common case, inline
+                    p = limits[0]
+                    tbl = self._by_rule.get(check.rule)
+                    if tbl is None or tbl.params is not p or tbl.algorithm != check.algorithm:
+                        tbl = self._rule_table(check.rule, check.algorithm, p)
+                    key: str | bytes = check.key
+                    if len(key) > 64:
+                        key = memory_key(check.key)
+                    entries = tbl.entries
+                    entry = entries.get(key)
+                    live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                    step = tbl.step
+                    if step is not None:
+                        allowed, remaining, reset_us, retry_us, delay_us, new = step(
+                            live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                        )
+                        # LimitResult(...) without its __init__ (a Python call made from C)
+                        res = _new(LimitResult)
+                        res.allowed = allowed
+                        res.limit = p.limit
+                        res.remaining = remaining
+                        res.reset_us = reset_us
+                        res.retry_after_us = retry_us
+                        res.delay_us = delay_us
+                    else:
+                        res, new = self._peek_commit(tbl, live, now, check.cost, p)
+                        allowed = res.allowed
+                    if new is not None:
+                        if entry is None:
+                            self._sweep(tbl, now, _SWEEP)
+                            if self._size >= self.max_keys:
+                                self._make_room()
+                            entries[key] = new
+                            self._size += 1
+                        else:
+                            entries[key] = new
+                            entries.move_to_end(key)
+                    elif live is not None:  # a read is a use: the key moves to the young end
+                        if live[0] < now:
+                            entries[key] = (now, *live[1:])
+                        entries.move_to_end(key)
+                    self._ops += 1
+                    if self._ops >= _FULL_SWEEP_EVERY:
+                        self._housekeep(now)
+                    out = _new(CheckResult)  # CheckResult(check, allowed, (res,), allowed), likewise
+                    out.check = check
+                    out.allowed = allowed
+                    out.results = (res,)
+                    out.committed = allowed
+                    return [out]
+            results = self._decide_many(checks, now)
             self._ops += 1
-            if self._ops >= _FULL_SWEEP_EVERY:
-                self._housekeep(now)
-            return [CheckResult(check, res.allowed, (res,), res.allowed)]
+            self._housekeep(now)
+            return results
         finally:
             lock.release()
+
+    @staticmethod
+    def _peek_commit(tbl: _Table, live: tuple[Any, ...] | None, now: float, cost: int,
+                     p: LimitParams) -> tuple[LimitResult, tuple[Any, ...] | None]:
+        """An algorithm without ``step``: its peek, then its commit when allowed."""
+        state = None if live is None else live[1:]
+        res, pending = tbl.algo.peek(state, now, cost, p)
+        if not res.allowed:
+            return res, None
+        if not tbl.plain_commit:
+            pending = tbl.algo.commit(state, pending)
+        return res, (live[0] if live is not None and live[0] > now else now, *pending)
 
     def _touch(self, tbl: _Table, key: str | bytes, entry: tuple[Any, ...], now: float) -> None:
         """A read is a use: the key moves to the young end of the LRU (its state as it is)."""
@@ -219,39 +286,75 @@ class MemoryStore:
         entries.move_to_end(key)
 
     def _decide_many(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
+        # staged per limit: (table, key, entry, state, pending); a pure step stages the
+        # entry to store as its pending change
         staged: list[tuple[_Table, str | bytes, tuple[Any, ...] | None, Any, Any]] = []
         verdicts: list[bool] = []
         per_check: list[tuple[LimitResult, ...]] = []
+        admitted = True  # every enforced check allowed
         for check in checks:
-            key = memory_key(check.key)
+            key: str | bytes = check.key
+            if len(key) > 64:
+                key = memory_key(check.key)
             found: list[LimitResult] = []
             ok = True
             for p in check.limits:
                 tbl = self._table(check.rule, check.algorithm, p)
                 entry = tbl.entries.get(key)
-                state = entry[1:] if entry is not None and entry[0] + tbl.ttl > now else None
-                res, pending = tbl.algo.peek(state, now, check.cost, p)
-                ok = ok and res.allowed
+                live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                step = tbl.pure_step
+                if step is not None:
+                    allowed, remaining, reset_us, retry_us, delay_us, pending = step(
+                        live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                    )
+                    res = _new(LimitResult)  # LimitResult(...) without its __init__
+                    res.allowed = allowed
+                    res.limit = p.limit
+                    res.remaining = remaining
+                    res.reset_us = reset_us
+                    res.retry_after_us = retry_us
+                    res.delay_us = delay_us
+                    state = live
+                else:
+                    state = None if live is None else live[1:]
+                    res, pending = tbl.algo.peek(state, now, check.cost, p)
+                    allowed = res.allowed
+                if not allowed:
+                    ok = False
                 found.append(res)
                 staged.append((tbl, key, entry, state, pending))
+            if not ok and not check.shadow:
+                admitted = False
             verdicts.append(ok)
             per_check.append(tuple(found))
-        admitted = all(ok for c, ok in zip(checks, verdicts, strict=True) if not c.shadow)
         out: list[CheckResult] = []
         i = 0
-        for check, ok, results in zip(checks, verdicts, per_check, strict=True):
+        for n, check in enumerate(checks):
+            ok = verdicts[n]
             commit = admitted and ok
             for _ in check.limits:
                 tbl, key, entry, state, pending = staged[i]
                 i += 1
                 if commit:
-                    new = pending if tbl.plain_commit else tbl.algo.commit(state, pending)
-                    touched = now if state is None or entry is None or entry[0] < now else entry[0]
+                    current = tbl.entries.get(key)
+                    if tbl.pure_step is not None:
+                        value = pending
+                    else:
+                        if current is not entry:  # committed to earlier in this batch: commit onto that
+                            state = None if current is None else current[1:]
+                        new = pending if tbl.plain_commit else tbl.algo.commit(state, pending)
+                        touched = now if state is None or current is None or current[0] < now else current[0]
+                        value = (touched, *new)
                     # the same key twice in one batch: the second commit wins, as on Redis
-                    self._store(tbl, key, tbl.entries.get(key), (touched, *new), now)
+                    self._store(tbl, key, current, value, now)
                 elif state is not None and entry is not None:
                     self._touch(tbl, key, entry, now)
-            out.append(CheckResult(check, ok, results, commit))
+            res_check = _new(CheckResult)  # CheckResult(check, ok, per_check[n], commit), likewise
+            res_check.check = check
+            res_check.allowed = ok
+            res_check.results = per_check[n]
+            res_check.committed = commit
+            out.append(res_check)
         return out
 
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
@@ -284,6 +387,7 @@ class MemoryStore:
             if rule is None and key is None:
                 n = self._size
                 self._tables.clear()
+                self._by_rule.clear()
                 self._size = 0
                 return n
             mkey = memory_key(key) if key is not None else None
@@ -293,7 +397,7 @@ class MemoryStore:
                     continue
                 if mkey is None:
                     removed += len(tbl.entries)
-                    del self._tables[tkey]
+                    self._drop_table(tkey)
                 elif tbl.entries.pop(mkey, None) is not None:
                     removed += 1
             self._size -= removed

@@ -358,10 +358,10 @@ async def test_a_nonsense_reply_raises_storage_error() -> None:
     await server.wait_closed()
 
 
-async def test_the_pool_is_bounded_and_callers_wait(own_redis: RedisServer) -> None:
+async def test_decisions_share_one_connection_and_the_pool_is_bounded(own_redis: RedisServer) -> None:
     store = RedisStore.from_url(own_redis.url, key_prefix="pool", timeout_ms=5000, pool_size=2)
-    assert store.coalescer is not None
-    store.coalescer.max_batch = 1  # one call per decision: 60 calls at once on a pool of 2
+    assert store.coalescer is not None and store.wire is not None
+    store.coalescer.max_batch = 1  # one call per decision: 60 calls at once, pipelined on one connection
     inspect = redis.asyncio.Redis.from_url(own_redis.url)
     check = Check("p", "fixed_window", "k", (lim(1000),))
     seen: list[int] = []
@@ -371,10 +371,14 @@ async def test_the_pool_is_bounded_and_callers_wait(own_redis: RedisServer) -> N
             seen.append(len(await inspect.client_list()) - 1)
             await asyncio.sleep(0)
 
-    out = await asyncio.gather(*(store.decide([check]) for _ in range(60)), watch())
+    # 30 peeks at once go through redis-py's pool of 2: they wait for a free connection
+    out = await asyncio.gather(*(store.decide([check]) for _ in range(60)), *(store.peek(check) for _ in range(30)),
+                               watch())
     assert sum(r[0].allowed for r in out[:60]) == 60  # type: ignore[index]
-    assert max(seen) <= 2
-    assert len(await inspect.client_list()) - 1 == 2  # what the pool opened, it keeps: two
+    assert all(r.allowed for r in out[60:90])  # type: ignore[union-attr]
+    assert store.coalescer.calls >= 60 and store.wire.opened == 1
+    assert max(seen) <= 3  # the decisions' one connection, and the pool's two at most
+    assert len(await inspect.client_list()) - 1 == 3  # what was opened is kept: three
     await inspect.aclose()
     await store.aclose()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -71,8 +71,9 @@ class CheckResult:
 class Store(Protocol):
     """A place where counters live."""
 
-    async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
-        """Decide every check at once; ``now_us`` pins the time (tests only)."""
+    def decide(self, checks: Sequence[Check], now_us: int | None = None) -> Awaitable[list[CheckResult]]:
+        """Decide every check at once; ``now_us`` pins the time (tests only). Await what it
+        returns: a coroutine, or (a coalesced Redis decision) the request's future."""
         ...
 
     async def peek(self, check: Check, now_us: int | None = None) -> CheckResult:

@@ -14,13 +14,19 @@
 Nothing here retries or sleeps: a request waits at most for its own one store call, which
 the store bounds with ``timeout_ms``. ``reset`` (admin) is passed through unguarded and
 changes nothing; other attributes (``ping``, ``is_cluster``...) are the wrapped store's.
+
+A store that coalesces decisions (Redis, :mod:`.batching`) tells the breaker the outcome of
+each call and how many requests it carried, and a closed breaker hands its ``decide`` the
+request's future as it is: no coroutine around every request. A call that carried ``n``
+requests counts as ``n`` outcomes, as if each request had told its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from ..errors import StorageError
@@ -51,6 +57,12 @@ class BreakerStore:
         self._probing = False
         self.opened = 0  # times the breaker opened (from closed)
         self.last_error: str | None = None
+        # a coalescing store tells the outcome of its calls (see the module docstring)
+        self._submit: Callable[[Sequence[Check], int | None], asyncio.Future[list[CheckResult]] | None] | None = None
+        listeners = getattr(getattr(store, "coalescer", None), "listeners", None)
+        if callable(getattr(store, "submit", None)) and isinstance(listeners, list):
+            listeners.append(self._calls_done)
+            self._submit = store.submit  # type: ignore[attr-defined]
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -81,7 +93,11 @@ class BreakerStore:
             f"last: {self.last_error}"
         )
 
-    def _done(self, probe: bool, exc: BaseException | None) -> None:
+    def _calls_done(self, requests: int, exc: BaseException | None) -> None:
+        """A coalesced call that carried ``requests`` answered (``exc`` None) or failed."""
+        self._done(False, exc, requests)
+
+    def _done(self, probe: bool, exc: BaseException | None, requests: int = 1) -> None:
         if probe:
             self._probing = False
         if exc is None:
@@ -98,7 +114,7 @@ class BreakerStore:
             return
         if self._open_until is not None:  # another call failed meanwhile: already open
             return
-        self._failed += 1
+        self._failed += requests
         if self._failed >= self.failures:
             self._open_until = self._clock() + self.reset_s
             self.opened += 1
@@ -107,10 +123,24 @@ class BreakerStore:
                         self.reset_s * 1000, self.last_error.encode("unicode_escape").decode())
 
     # -- the Store protocol ---------------------------------------------------------------
-    async def decide(self, checks: Sequence[Check], now_us: int | None = None) -> list[CheckResult]:
+    def decide(self, checks: Sequence[Check], now_us: int | None = None) -> Awaitable[list[CheckResult]]:
+        """Await what it returns: a coroutine, or (closed, on a coalescing store) the
+        request's future itself, whose call tells the breaker how it went."""
+        if self._open_until is None:  # closed: no probe
+            if self._submit is not None:
+                pending = self._submit(checks, now_us)
+                if pending is not None:
+                    return pending
+            return self._watch(self.inner.decide(checks, now_us), False)
+        return self._decide(checks, now_us)
+
+    async def _decide(self, checks: Sequence[Check], now_us: int | None) -> list[CheckResult]:
         probe = self._admit()
+        return await self._watch(self.inner.decide(checks, now_us), probe)
+
+    async def _watch(self, pending: Awaitable[list[CheckResult]], probe: bool) -> list[CheckResult]:
         try:
-            results = await self.inner.decide(checks, now_us)
+            results = await pending
         except BaseException as exc:
             self._done(probe, exc)
             raise

@@ -27,6 +27,13 @@ The script is loaded once (``SCRIPT LOAD``) and called by its SHA; a server that
 and retries once. Every call runs under a deadline of ``timeout_ms``; a timeout, a lost
 connection or a reply that makes no sense raise :class:`~fastapi_ratelimits.errors.StorageError`
 and nothing else.
+
+On one server or a Sentinel master, the coalesced decision calls go over one pipelined
+connection of the store's own (:mod:`.wire`): written straight to the socket, replies read
+with hiredis, no redis-py command machinery per call; ``submit`` hands back the request's
+future itself (the circuit breaker's ``decide`` does, no coroutine around it). Everything
+else (peeks, resets, pings, Redis Cluster, and a client that is one dedicated connection)
+goes through redis-py.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import redis.asyncio
@@ -45,15 +53,19 @@ from redis.exceptions import NoScriptError, ResponseError
 from ..algorithms.base import LimitResult
 from ..errors import StorageError
 from .base import Check, CheckResult
-from .batching import Batches, CheckCodec, Coalescer
+from .batching import Answers, Batches, CheckCodec, Coalescer, Done
 from .keys import KeyFilter, check_keys, check_prefix
 from .redis_batch import SCAN_COUNT, UNLINK_BATCH, Call, decide_steps, decode, encode, group_by, scan_reply, text
 from .redis_connect import async_connect
 from .refusals import RefusalCache
 from .scripts import Script, ScriptCache
 
-AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+try:
+    from .wire import Wire
+except ImportError:  # no hiredis: the decision calls go through redis-py
+    Wire = None  # type: ignore[assignment,misc]
 
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 def slot_of(prefix: str, check: Check) -> int:
@@ -93,14 +105,12 @@ class RedisStore:
         #: refusals known to hold (see :mod:`.refusals`): the middleware answers them without
         #: a round trip; kept here so that ``reset`` drops them with the keys
         self.refusals = RefusalCache()
-        #: the decisions of one event-loop turn go as one call (see :mod:`.batching`); not on
-        #: a cluster, where one call cannot span the slots of different requests
-        self.coalescer: Coalescer | None = None if self.is_cluster else Coalescer(self._decide_batches)
-        # coalesced calls go straight to a pooled connection, packed here (redis-py's
-        # per-argument encoding is most of a call's cost), unless the client is one
-        # dedicated connection
+        # coalesced calls are packed here (redis-py's per-argument encoding is most of a
+        # call's cost) and go over the store's own pipelined connection (:mod:`.wire`), or
+        # straight to a pooled connection; not when the client is one dedicated connection
         self._pool: Any = None  # the client's pool, when coalesced calls use it directly
         self._pool_args: tuple[str, ...] = ()
+        self.wire: Wire | None = None
         if (isinstance(client, redis.asyncio.Redis) and not getattr(client, "single_connection_client", False)
                 and getattr(client, "connection", None) is None):
             self._pool = client.connection_pool
@@ -108,6 +118,11 @@ class RedisStore:
             params = list(inspect.signature(get).parameters.values())
             if params and params[0].default is inspect.Parameter.empty:  # redis-py < 5.3 wants the command name
                 self._pool_args = ("EVALSHA",)
+            self.wire = _wire_for(self._pool, timeout_ms)
+        #: the decisions of one event-loop turn go as one call (see :mod:`.batching`); not on
+        #: a cluster, where one call cannot span the slots of different requests
+        self.coalescer: Coalescer | None = None if self.is_cluster else Coalescer(
+            self._decide_batches, post=self._post if self.wire is not None else None)
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "rl", timeout_ms: int = 50, pool_size: int = 64) -> RedisStore:
@@ -190,14 +205,24 @@ class RedisStore:
 
     # -- the Store protocol -----------------------------------------------------------
 
-    async def _decide_batches(self, batches: Batches, now_us: int | None) -> list[list[CheckResult]]:
-        """One script call deciding several requests' batches in order (single server)."""
+    def _post(self, batches: Batches, now_us: int | None, done: Done) -> None:
+        """Write one script call deciding several requests' batches in order on the wire;
+        ``done`` gets the answers per batch, or the error. Every algorithm of the batches
+        is covered by the script (``decide`` saw to it)."""
+        assert self.wire is not None
+        script = self._scripts.script
+        packed, expected = self._codec.pack(script.sha, batches, now_us)
+        self.wire.call(script, packed, partial(_answered, batches, expected, done))
+
+    async def _decide_batches(self, batches: Batches, now_us: int | None) -> Answers:
+        """One script call deciding several requests' batches in order (single server,
+        through redis-py: when the store has no wire)."""
         script = self._scripts.script
         covered = script.algorithms
         if any(c.algorithm not in covered for checks in batches for c in checks):
             script = self._scripts.covering(c.algorithm for checks in batches for c in checks)
         if self._pool is not None:
-            packed = self._codec.pack(script.sha, batches, now_us)
+            packed, expected = self._codec.pack(script.sha, batches, now_us)
             async with self._deadline("decide"):
                 if self._loaded != script.sha:
                     await self._load(script)
@@ -206,7 +231,7 @@ class RedisStore:
                 except NoScriptError:
                     await self._load(script)
                     reply = await self._send_packed(packed)
-            return decode_batches(batches, reply)
+            return decode_batches(batches, reply, expected)
         keys, argv = self._codec.encode(batches, now_us)
         async with self._deadline("decide"):
             reply = await self._evalsha(script, ("EVALSHA", script.sha, len(keys), *keys, *argv))
@@ -239,12 +264,25 @@ class RedisStore:
         """Decide every check at once (see the module docstring); ``now_us`` pins the
         time instead of Redis ``TIME`` (tests only)."""
         if self.coalescer is not None and checks:
-            covered = self._scripts.script.algorithms
-            for c in checks:
-                if c.algorithm not in covered:
-                    self._scripts.covering([c.algorithm])  # ConfigError for a memory-only algorithm
-            return await self.coalescer.decide(checks, now_us)
+            pending = self.submit(checks, now_us)
+            if pending is None:
+                self._scripts.covering(c.algorithm for c in checks)  # ConfigError for a memory-only algorithm
+                pending = self.coalescer.submit(checks, now_us)
+            return await pending
         return await self._decide(checks, now_us, dry=False)
+
+    def submit(self, checks: Sequence[Check], now_us: int | None = None) -> asyncio.Future[list[CheckResult]] | None:
+        """``decide`` without a coroutine around it: the request's future in the coalescer
+        (errors are raised there too), or None when the decision cannot be coalesced as it is
+        (a cluster, no checks, an algorithm the script does not cover yet: use ``decide``)."""
+        coalescer = self.coalescer
+        if coalescer is None or not checks:
+            return None
+        covered = self._scripts.script.algorithms
+        for c in checks:
+            if c.algorithm not in covered:
+                return None
+        return coalescer.submit(checks, now_us)
 
     async def peek(self, check: Check, now_us: int | None = None) -> CheckResult:
         """What ``decide`` would answer for ``check`` alone, writing nothing."""
@@ -293,6 +331,8 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close the client when this store made it (``from_url``); a client passed in
         stays open."""
+        if self.wire is not None:
+            self.wire.close()
         if not self._owns:
             return
         self._owns = False
@@ -305,33 +345,70 @@ class RedisStore:
                 await close()
 
 
-def decode_batches(batches: Batches, reply: object) -> list[list[CheckResult]]:
+def decode_batches(batches: Batches, reply: object, expected: int | None = None) -> Answers:
     """The script's reply to a call of several batches, per batch; StorageError when it
-    is not the expected shape."""
-    expected = 1 + sum(1 + 5 * len(c.limits) for checks in batches for c in checks)
-    if not isinstance(reply, list) or len(reply) != expected:
+    is not the expected shape (``expected``: how many values it holds, when known)."""
+    if expected is None:
+        expected = 1 + sum(1 + 5 * len(c.limits) for checks in batches for c in checks)
+    if type(reply) is not list or len(reply) != expected:
         raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}")
-    try:
-        out: list[list[CheckResult]] = []
-        i = 1
-        for checks in batches:
-            answer: list[CheckResult] = []
-            for check in checks:
-                committed = int(reply[i]) == 1
-                i += 1
-                results: list[LimitResult] = []
-                ok = True
-                for p in check.limits:
-                    allowed = int(reply[i]) == 1
-                    ok = ok and allowed
-                    results.append(LimitResult(allowed, p.limit, int(reply[i + 1]), int(reply[i + 2]),
-                                               int(reply[i + 3]), int(reply[i + 4])))
-                    i += 5
-                answer.append(CheckResult(check, ok, tuple(results), committed))
-            out.append(answer)
-    except (TypeError, ValueError):
-        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
+    if set(map(type, reply)) != _INT:  # hiredis and redis-py give ints: anything else is converted or refused
+        try:
+            reply = [int(v) for v in reply]
+        except (TypeError, ValueError):
+            raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
+    out: Answers = []
+    i = 1
+    for checks in batches:
+        answer: list[CheckResult] = []
+        for check in checks:
+            limits = check.limits
+            if len(limits) == 1:  # the common case, without the loop
+                allowed = reply[i + 1] == 1
+                answer.append(CheckResult(check, allowed, (LimitResult(
+                    allowed, limits[0].limit, reply[i + 2], reply[i + 3], reply[i + 4], reply[i + 5]),),
+                    reply[i] == 1))
+                i += 6
+                continue
+            committed = reply[i] == 1
+            i += 1
+            results: list[LimitResult] = []
+            ok = True
+            for p in limits:
+                allowed = reply[i] == 1
+                ok = ok and allowed
+                results.append(LimitResult(allowed, p.limit, reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4]))
+                i += 5
+            answer.append(CheckResult(check, ok, tuple(results), committed))
+        out.append(answer)
     return out
+
+
+_INT = {int}
+
+
+def _answered(batches: Batches, expected: int, done: Done, reply: object) -> None:
+    """Hand the answers (or the error) of a call made on the wire to ``done``."""
+    if isinstance(reply, BaseException):
+        done(reply)
+        return
+    try:
+        answers = decode_batches(batches, reply, expected)
+    except StorageError as exc:
+        done(exc)
+        return
+    done(answers)
+
+
+def _wire_for(pool: Any, timeout_ms: int) -> Wire | None:
+    """The store's own connection for decisions, made like the pool's connections; None
+    (the pool then) without hiredis, or for RESP3 (push messages could come between
+    replies)."""
+    if Wire is None or not callable(getattr(pool, "make_connection", None)):
+        return None
+    if str(pool.connection_kwargs.get("protocol") or 2) != "2":
+        return None
+    return Wire(pool.make_connection, timeout_ms)
 
 
 async def _gather(calls: list[Awaitable[list[CheckResult]]]) -> list[list[CheckResult]]:

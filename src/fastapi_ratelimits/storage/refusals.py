@@ -46,8 +46,11 @@ _BUILTIN = frozenset(("token_bucket", "leaky_bucket", "fixed_window", "sliding_w
                       "queue", "gcra"))
 
 
+_monotonic_ns = time.monotonic_ns
+
+
 def monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
+    return _monotonic_ns() // 1000
 
 
 def refusals_hold(algorithm: str) -> bool:
@@ -93,7 +96,12 @@ class RefusalCache:
 
     def now(self, now_us: int | None) -> int:
         """The time on this cache's clock: ``now_us`` when the caller pins it (tests)."""
-        return self.clock() if now_us is None else int(now_us)
+        if now_us is not None:
+            return int(now_us)
+        clock = self.clock
+        if clock is monotonic_us:  # the default, without its frame (one call per request)
+            return _monotonic_ns() // 1000
+        return clock()
 
     def lookup(self, checks: Sequence[Check], now: int) -> list[CheckResult] | None:
         """The results of a request refused by a known refusal, or None (ask the store)."""
@@ -135,6 +143,11 @@ class RefusalCache:
         it at ``at`` on this cache's clock when :attr:`epoch` was ``epoch``. A reset or a
         reload in between (the epoch moved on) may have made the answer stale: nothing is kept."""
         if epoch != self.epoch:
+            return
+        for res in results:
+            if not res.allowed:
+                break
+        else:  # nothing refused (the common case): nothing to keep
             return
         for check, res in zip(checks, results, strict=True):
             if res.allowed or check.shadow or not res.results:

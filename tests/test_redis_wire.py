@@ -1,0 +1,156 @@
+"""The store's own pipelined connection for decisions (storage/wire.py), on a real Redis:
+what it does when the server loses the script, drops the connection, stops answering, or
+when the store moves to another event loop; and the redis-py path it falls back on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+import redis.asyncio
+
+from fastapi_ratelimits.algorithms.base import LimitParams
+from fastapi_ratelimits.errors import StorageError
+from fastapi_ratelimits.storage.base import Check
+from fastapi_ratelimits.storage.breaker import BreakerStore
+from fastapi_ratelimits.storage.memory import MemoryStore
+from fastapi_ratelimits.storage.redis import RedisStore
+from support.servers import RedisServer
+
+HOUR = 3_600_000_000
+NOW = 1_700_000_000_000_000
+
+
+def check(limit: int = 1000, key: str = "k") -> Check:
+    return Check("w", "fixed_window", key, (LimitParams(limit, HOUR, limit, 0),))
+
+
+async def test_decisions_are_pipelined_on_one_connection_and_exact(own_redis: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis.url, key_prefix="pipe", timeout_ms=5000)
+    memory = MemoryStore()
+    assert store.coalescer is not None and store.wire is not None
+    store.coalescer.max_batch = 3  # 50 requests: 17 calls written at once, answered in order
+    c = check(limit=20)
+    try:
+        answers = await asyncio.gather(*(store.decide([c], NOW) for _ in range(50)))
+    finally:
+        await store.aclose()
+    assert store.wire.opened == 1 and store.coalescer.calls == 17
+    expected = [memory.decide_sync([c], NOW) for _ in range(50)]
+    assert [(a[0].allowed, a[0].results) for a in answers] == [(e[0].allowed, e[0].results) for e in expected]
+
+
+async def test_a_flushed_script_is_loaded_again_on_the_same_connection(own_redis: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis.url, key_prefix="flush", timeout_ms=5000)
+    admin = redis.Redis(port=own_redis.port)
+    c = check(limit=5)
+    try:
+        first = await store.decide([c], NOW)
+        admin.script_flush()
+        second = await asyncio.gather(*(store.decide([c], NOW) for _ in range(3)))  # NOSCRIPT, then loaded again
+        admin.script_flush()
+        third = await store.decide([c], NOW)
+    finally:
+        await store.aclose()
+        admin.close()
+    assert store.wire is not None and store.wire.opened == 1
+    assert [first[0].results[0].remaining] + [a[0].results[0].remaining for a in second] + \
+        [third[0].results[0].remaining] == [4, 3, 2, 1, 0]
+
+
+async def test_a_dropped_connection_fails_its_calls_and_the_next_one_reconnects(own_redis: RedisServer) -> None:
+    name = "rl-wire-drop"
+    store = RedisStore.from_url(f"{own_redis.url}?client_name={name}", key_prefix="drop", timeout_ms=5000)
+    admin = redis.Redis(port=own_redis.port)
+    c = check(limit=1000)
+    try:
+        assert (await store.decide([c], NOW))[0].allowed
+        assert store.wire is not None and store.wire.opened == 1
+        killed = [cl["id"] for cl in admin.client_list() if cl.get("name") == name]
+        assert killed
+        for cid in killed:
+            admin.client_kill_filter(_id=cid)
+        outcomes: list[object] = []
+        deadline = time.monotonic() + 5
+        while not outcomes or isinstance(outcomes[-1], StorageError):  # an error at most, then answers again
+            assert time.monotonic() < deadline, outcomes
+            try:
+                outcomes.append(await store.decide([c], NOW))
+            except StorageError as exc:
+                outcomes.append(exc)
+                assert "connection" in str(exc)
+    finally:
+        await store.aclose()
+        admin.close()
+    assert len(outcomes) <= 2 and store.wire.opened == 2
+    last = outcomes[-1]
+    assert isinstance(last, list) and last[0].allowed
+
+
+async def test_a_server_that_stops_answering_fails_every_call_within_the_timeout(own_redis: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis.url, key_prefix="stop", timeout_ms=200)
+    c = check()
+    try:
+        await store.decide([c], NOW)
+        own_redis.pause()
+        try:
+            t0 = time.monotonic()
+            answers = await asyncio.gather(*(store.decide([c], NOW) for _ in range(10)), return_exceptions=True)
+            waited = time.monotonic() - t0
+        finally:
+            own_redis.resume()
+        assert all(isinstance(a, StorageError) and "did not decide within 200 ms" in str(a) for a in answers)
+        assert 0.15 <= waited < 0.6, waited
+        assert (await store.decide([c], NOW))[0].allowed  # a new connection once it answers again
+    finally:
+        await store.aclose()
+    assert store.wire is not None and store.wire.opened == 2
+
+
+async def test_one_failed_call_counts_each_of_its_requests_in_the_breaker(own_redis: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis.url, key_prefix="brk", timeout_ms=500)
+    guarded = BreakerStore(store, failures=3, reset_ms=60_000)
+    c = check()
+    try:
+        assert (await guarded.decide([c], NOW))[0].allowed
+        own_redis.kill()
+        answers = await asyncio.gather(*(guarded.decide([c], NOW) for _ in range(4)), return_exceptions=True)
+    finally:
+        await guarded.aclose()
+    assert all(isinstance(a, StorageError) for a in answers)
+    assert store.coalescer is not None and store.coalescer.calls == 2  # the 4 requests went as one call...
+    assert guarded.state == "open" and guarded.opened == 1  # ...that counted 4 failures
+
+
+def test_a_store_moves_to_a_new_event_loop(redis_url: str, key_prefix: str) -> None:
+    store = RedisStore.from_url(redis_url, key_prefix=key_prefix, timeout_ms=5000)
+    c = check(limit=10)
+
+    async def one() -> int:
+        return (await store.decide([c], NOW))[0].results[0].remaining
+
+    try:
+        assert asyncio.run(one()) == 9
+        assert asyncio.run(one()) == 8  # the connection of the first loop is left behind, a new one opens
+        assert store.wire is not None and store.wire.opened == 2
+    finally:
+        asyncio.run(store.reset())
+        asyncio.run(store.aclose())
+
+
+async def test_without_the_wire_decisions_go_through_redis_py(redis_url: str, key_prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, protocol=3)  # RESP3: push messages could come between replies
+    store = RedisStore(client, key_prefix=key_prefix, timeout_ms=5000)
+    memory = MemoryStore()
+    c = check(limit=4)
+    try:
+        assert store.wire is None and store.coalescer is not None
+        answers = await asyncio.gather(*(store.decide([c], NOW) for _ in range(6)))
+        assert store.coalescer.calls == 1
+    finally:
+        await store.reset()
+        await store.aclose()
+        await client.aclose()
+    expected = [memory.decide_sync([c], NOW) for _ in range(6)]
+    assert [(a[0].allowed, a[0].results) for a in answers] == [(e[0].allowed, e[0].results) for e in expected]

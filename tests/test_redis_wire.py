@@ -154,3 +154,26 @@ async def test_without_the_wire_decisions_go_through_redis_py(redis_url: str, ke
         await client.aclose()
     expected = [memory.decide_sync([c], NOW) for _ in range(6)]
     assert [(a[0].allowed, a[0].results) for a in answers] == [(e[0].allowed, e[0].results) for e in expected]
+
+
+
+def test_a_redis_py_whose_connections_keep_the_stream_elsewhere_gets_the_pool_path(redis_url: str) -> None:
+    """The wire takes over ``_reader``/``_writer`` of a connected connection (redis-py 5 to 8);
+    connections without them (a later redis-py) must leave decisions on the pool path."""
+    from fastapi_ratelimits.storage.redis import _wire_for
+
+    pool = redis.asyncio.ConnectionPool.from_url(redis_url)
+    assert _wire_for(pool, 1000) is not None  # this redis-py: the wire
+
+    class Later:
+        """A pool of a redis-py whose connections hold their stream under other names."""
+
+        connection_kwargs = pool.connection_kwargs
+
+        def make_connection(self) -> object:
+            class Conn:
+                stream = None
+
+            return Conn()
+
+    assert _wire_for(Later(), 1000) is None

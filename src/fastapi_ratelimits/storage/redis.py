@@ -408,6 +408,14 @@ def _wire_for(pool: Any, timeout_ms: int) -> Wire | None:
         return None
     if str(pool.connection_kwargs.get("protocol") or 2) != "2":
         return None
+    # the wire takes over a connected connection's stream (``_reader``/``_writer``, redis-py
+    # 5 to 8): a redis-py that keeps it elsewhere gets the pool path, not failing decisions
+    try:
+        probe = pool.make_connection()  # not connected: no I/O
+    except Exception:
+        return None
+    if not (hasattr(probe, "_writer") and hasattr(probe, "_reader")):
+        return None
     return Wire(pool.make_connection, timeout_ms)
 
 

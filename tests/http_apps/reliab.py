@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from fastapi_ratelimits import Decision, install
 BY: ContextVar[str] = ContextVar("by", default="none")
 WORST = [0.0]  # the longest decision (seconds) since the last GET /__stats__
 LAG = [0.0]  # the longest the event loop was late by (seconds), same
+STALL = [0.0]  # the longest a thread of the process was late by (seconds): the process not run
 
 
 async def _watch_the_loop() -> None:
@@ -38,11 +40,28 @@ async def _watch_the_loop() -> None:
             LAG[0] = late
 
 
+def _watch_the_process(stop: threading.Event) -> None:
+    """The same watch from a thread of its own (time.sleep lets go of the GIL): when the
+    whole process was not run (the machine or the VM paused it), this thread is late too;
+    when only the event loop was blocked, it is not."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        time.sleep(0.01)
+        late = time.monotonic() - t0 - 0.01
+        if late > STALL[0]:
+            STALL[0] = late
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     task = asyncio.create_task(_watch_the_loop())
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_the_process, args=(stop,), daemon=True)
+    watcher.start()
     yield
     task.cancel()
+    stop.set()
+    watcher.join(1)
 
 
 app = FastAPI(lifespan=lifespan)
@@ -57,7 +76,8 @@ async def health() -> dict[str, bool]:
 async def stats() -> dict[str, float]:
     worst, WORST[0] = WORST[0], 0.0
     lag, LAG[0] = LAG[0], 0.0
-    return {"worst_decision_ms": worst * 1000, "loop_lag_ms": lag * 1000}
+    stall, STALL[0] = STALL[0], 0.0
+    return {"worst_decision_ms": worst * 1000, "loop_lag_ms": lag * 1000, "process_stall_ms": stall * 1000}
 
 
 @app.get("/{name}")

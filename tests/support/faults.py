@@ -71,6 +71,7 @@ class Run:
     t_heal_start: float | None = None  # the heal began (the store may answer from here on)
     worst_decision_ms: float = 0.0  # the longest decision, measured in the app
     loop_lag_ms: float = 0.0  # the longest the app's event loop was late
+    process_stall_ms: float = 0.0  # the longest a thread of the app was late: the process was not run
 
     def during(self, path: str | None = None, margin: float = 0.05) -> list[Sample]:
         """Samples sent after the fault and answered before the heal began."""
@@ -129,7 +130,8 @@ def run(url: str, fault: Callable[[], None], heal: Callable[[], None] | None, *,
     finally:
         samples = load.stop()
     stats = httpx.get(url + "/__stats__").json()
-    return Run(samples, t_fault, t_heal, t_heal_start, float(stats["worst_decision_ms"]), float(stats["loop_lag_ms"]))
+    return Run(samples, t_fault, t_heal, t_heal_start, float(stats["worst_decision_ms"]), float(stats["loop_lag_ms"]),
+               float(stats.get("process_stall_ms", 0.0)))
 
 
 def check_never_broken(r: Run) -> None:
@@ -140,8 +142,11 @@ def check_never_broken(r: Run) -> None:
     assert not slow, f"{len(slow)} answers slower than {BOUND_S}s, e.g. {slow[:3]}"
     # in the app: the limiter's own time per request is the store timeout plus a little, and
     # nothing blocks the event loop (the client's figures above also hold the machine's scheduling)
-    assert r.worst_decision_ms < TIMEOUT_MS + DECISION_MARGIN_MS, r.worst_decision_ms
-    assert r.loop_lag_ms < LOOP_LAG_BOUND_MS, r.loop_lag_ms
+    # a pause of the whole process (the machine or the VM did not run it: a thread of its own
+    # was late as long) is not the limiter's; a blocked event loop leaves that thread on time
+    stall = r.process_stall_ms
+    assert r.worst_decision_ms < TIMEOUT_MS + DECISION_MARGIN_MS + stall, (r.worst_decision_ms, stall)
+    assert r.loop_lag_ms < LOOP_LAG_BOUND_MS + stall, (r.loop_lag_ms, stall)
     assert all(s.by in ("store", "allow", "local", "deny") for s in r.samples), {s.by for s in r.samples}
 
 

@@ -47,6 +47,19 @@ _monotonic_ns = time.monotonic_ns
 _new = object.__new__
 
 
+def _limit_result(allowed: bool, limit: int, remaining: int, reset_us: int, retry_us: int, delay_us: int,
+                  ) -> LimitResult:
+    """``LimitResult(...)`` without its dataclass ``__init__`` (a Python call made from C)."""
+    res = _new(LimitResult)
+    res.allowed = allowed
+    res.limit = limit
+    res.remaining = remaining
+    res.reset_us = reset_us
+    res.retry_after_us = retry_us
+    res.delay_us = delay_us
+    return res
+
+
 def monotonic_us() -> int:
     return _monotonic_ns() // 1000
 
@@ -223,7 +236,7 @@ class MemoryStore:
                         allowed, remaining, reset_us, retry_us, delay_us, new = step(
                             live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                         )
-                        # LimitResult(...) without its __init__ (a Python call made from C)
+                        # _limit_result(...), inline on the one-limit path (one call fewer)
                         res = _new(LimitResult)
                         res.allowed = allowed
                         res.limit = p.limit
@@ -307,13 +320,7 @@ class MemoryStore:
                     allowed, remaining, reset_us, retry_us, delay_us, pending = step(
                         live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                     )
-                    res = _new(LimitResult)  # LimitResult(...) without its __init__
-                    res.allowed = allowed
-                    res.limit = p.limit
-                    res.remaining = remaining
-                    res.reset_us = reset_us
-                    res.retry_after_us = retry_us
-                    res.delay_us = delay_us
+                    res = _limit_result(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     state = live
                 else:
                     state = None if live is None else live[1:]

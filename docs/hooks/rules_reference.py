@@ -10,6 +10,7 @@ that every key of every model appears.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 MARKER = "<!-- rules-file-reference -->"
@@ -139,3 +140,11 @@ def on_files(files: Any, config: Any, **_: Any) -> Any:
     if chart.is_file() and files.get_file_from_path("images/benchmark.png") is None:
         files.append(File.generated(config, "images/benchmark.png", abs_src_path=str(chart)))
     return files
+
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):(?=<code>)")
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    """MkDocs hook: docstrings use Sphinx roles (:class:`X`); show them as plain code."""
+    return _ROLE.sub("", html)

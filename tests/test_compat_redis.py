@@ -21,7 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from fastapi_ratelimits import StorageError
+from fastapi_ratelimits import StorageError, compat
 from fastapi_ratelimits.compat import (
     DEFAULT_TIMEOUT_MS,
     BaseRateLimiter,
@@ -371,6 +371,7 @@ def test_an_unreachable_redis_raises_an_error_old_handlers_still_catch() -> None
     and TimeoutError, for the sync and the async client alike."""
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     error = redis_storage_error()
+    assert compat.RedisStorageError is error and error.__name__ == "RedisStorageError"
     client = redis.Redis.from_url(url)
     limiter = TokenBucketLimiter(2, 1, backend="redis", redis_client=client)
     for call in (limiter.allow_request, limiter.get_status, limiter.reset):

@@ -119,12 +119,15 @@ def redis_storage_error() -> type[StorageError]:
     if _redis_error is None:
         import redis.exceptions as rx
 
-        class RedisStorageError(StorageError, rx.ConnectionError, rx.TimeoutError):
-            """Redis did not answer a rate limiter (connection, timeout, bad reply)."""
+        with _stores_lock:  # one class for every thread
+            if _redis_error is None:
 
-        RedisStorageError.__module__ = __name__
-        RedisStorageError.__qualname__ = "RedisStorageError"
-        _redis_error = RedisStorageError
+                class RedisStorageError(StorageError, rx.ConnectionError, rx.TimeoutError):
+                    """Redis did not answer a rate limiter (connection, timeout, bad reply)."""
+
+                RedisStorageError.__module__ = __name__
+                RedisStorageError.__qualname__ = "RedisStorageError"
+                _redis_error = RedisStorageError
     return _redis_error
 
 

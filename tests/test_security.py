@@ -291,6 +291,16 @@ async def test_a_malformed_reset_body_is_a_4xx_never_a_500(monkeypatch: pytest.M
     r.json()  # a JSON error body
 
 
+async def test_a_reset_body_that_is_not_json_by_its_content_type_is_422(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = admin_app(monkeypatch)
+    async with client(app) as c:
+        r = await c.post("/_ratelimits/reset", content=b"{}", headers={**AUTH, "Content-Type": "text/plain"})
+        assert r.status_code == 422
+        r = await c.post("/_ratelimits/reset", content=b"{}",
+                         headers={**AUTH, "Content-Type": "application/merge-patch+json; charset=utf-8"})
+        assert r.status_code == 200
+
+
 async def test_a_well_formed_reset_body_still_resets(monkeypatch: pytest.MonkeyPatch) -> None:
     app = admin_app(monkeypatch)
 

@@ -128,6 +128,15 @@ def _invalid(msg: str, kind: str = "json_invalid") -> HTTPException:
     return HTTPException(422, [{"type": kind, "loc": ["body"], "msg": msg}])
 
 
+def is_json(content_type: str | None) -> bool:
+    """As FastAPI decides to read a body as JSON: no Content-Type, ``application/json`` or
+    ``application/<anything>+json``."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """The request body, read incrementally and at most ``limit`` bytes: 413 past it (from
     ``Content-Length`` before reading anything, else as soon as the bound is crossed; the
@@ -327,6 +336,8 @@ def build_admin_router(
     async def post_reset(request: Request, caller: Caller = Depends(authorize)) -> ResetOut:
         # The body is read here, after the token was checked (a body parameter would make
         # FastAPI read and parse it first, for anyone), and only up to MAX_BODY bytes.
+        if not is_json(request.headers.get("content-type")):
+            raise _invalid("the body must be JSON (Content-Type: application/json)", "model_attributes_type")
         body = parse_reset(await read_body(request))
         what = {"rule": escape(body.rule) if body.rule else "*", "key": escape(body.key) if body.key else "*"}
         if body.rule is not None and body.rule not in {r.name for r in limits.config.rules}:

@@ -362,3 +362,15 @@ async def test_problem_body_of_the_503_of_on_error_deny() -> None:
     assert body["type"] == example["type"] and body["title"] == example["title"]
     assert body["status"] == 503 and body["violated-policies"] == ["hourly"]
     assert r.headers["retry-after"] == "1"
+
+
+def test_a_later_draft_is_data_for_the_same_renderer() -> None:
+    """The open change of the working group renames r to a and t to w: a dialect of its
+    own, the renderer unchanged."""
+    from fastapi_ratelimits.headers import Dialect, StructuredFields, pieces
+
+    future = Dialect("ietf-next", StructuredFields(draft="draft-next", remaining="a", reset="w"), False, "test")
+    p = pieces(future, ["api", "api-1h"], [5, 100], [60, 3600], 2)
+    assert p.policy == b'"api";q=5;qu="units";w=60, "api-1h";q=100;qu="units";w=3600'
+    assert [f % (4, 60) for f in p.formats] == [b'"api";a=4;w=60', b'"api-1h";a=4;w=60']
+    assert sf(p.policy.decode())[1] == ("api-1h", {"q": 100, "qu": "units", "w": 3600})

@@ -81,49 +81,45 @@ def _ceil_s(us: int) -> int:
     return -(-us // 1_000_000) if us > 0 else 0
 
 
-class _Lines:
-    """The lines of one response, being gathered."""
-
-    __slots__ = ("fields", "tight")
-
-    def __init__(self) -> None:
-        self.fields: dict[bytes, list[bytes]] = {}  # field -> items, in order of first use
-        self.tight: tuple[int, int, int] | None = None  # (remaining, -reset_us, limit)
-
-    def structured(self, sf: StructuredFields, ls: LimitSet, key: str,
-                   values: Iterable[tuple[int, int]]) -> None:
-        policies = self.fields.setdefault(sf.policy_field, [])
-        items = self.fields.setdefault(sf.limit_field, [])
-        formats = ls.formats
-        if ls.pk_salt is None:
-            policies.append(ls.policy)
-            for i, rt in enumerate(values):
-                items.append(formats[i] % rt)
-            return
-        pk = sf.partition_param(partition_key(ls.pk_salt, key))
-        policies.append(b", ".join(p + pk for p in ls.policy_items))
+def _structured(groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]], sf: StructuredFields,
+                ls: LimitSet, key: str, values: Iterable[tuple[int, int]]) -> None:
+    """Add the items of one rule to the lines of its fields (``values``: remaining, reset)."""
+    fields = (sf.policy_field, sf.limit_field)
+    lines = groups.get(fields)
+    if lines is None:
+        lines = groups[fields] = ([], [])
+    policies, items = lines
+    formats = ls.formats
+    if ls.pk_salt is None:
+        policies.append(ls.policy)
         for i, rt in enumerate(values):
-            items.append(formats[i] % rt + pk)
+            items.append(formats[i] % rt)
+        return
+    pk = sf.partition_param(partition_key(ls.pk_salt, key))
+    policies.append(b", ".join(p + pk for p in ls.policy_items))
+    for i, rt in enumerate(values):
+        items.append(formats[i] % rt + pk)
 
-    def legacy(self, remaining: int, reset_us: int, limit: int) -> None:
-        cand = (remaining, -reset_us, limit)
-        if self.tight is None or cand < self.tight:
-            self.tight = cand
 
-    def out(self) -> Headers:
-        out: Headers = [(f, b", ".join(items)) for f, items in self.fields.items()]
-        tight = self.tight
-        if tight is not None:
-            out.append((X_LIMIT, b"%d" % tight[2]))
-            out.append((X_REMAINING, b"%d" % tight[0]))
-            out.append((X_RESET, b"%d" % _ceil_s(-tight[1])))
-        return out
+def _lines(groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None,
+           tight: tuple[int, int, int] | None) -> Headers:
+    out: Headers = []
+    if groups:
+        for (policy_field, limit_field), (policies, items) in groups.items():
+            out.append((policy_field, b", ".join(policies)))
+            out.append((limit_field, b", ".join(items)))
+    if tight is not None:
+        out.append((X_LIMIT, b"%d" % tight[2]))
+        out.append((X_REMAINING, b"%d" % tight[0]))
+        out.append((X_RESET, b"%d" % _ceil_s(-tight[1])))
+    return out
 
 
 def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Headers:
     """The headers of ``decision`` (``Retry-After`` included when it refused), and of the
     outcomes of ``more`` decisions (``limit()`` dependencies of the same request)."""
-    lines = _Lines()
+    groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None = None
+    tight: tuple[int, int, int] | None = None  # (remaining, -reset_us, limit)
     outcomes = decision.outcomes
     if more:
         outcomes = outcomes + tuple(o for d in more for o in d.outcomes)
@@ -140,16 +136,22 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Hea
             remaining = res.remaining
             if uncommitted and res.allowed:  # another rule refused: nothing was taken here
                 remaining = min(res.limit, remaining + o.cost)
-            reset = _ceil_s(res.reset_us)
-            if clamp and not res.allowed:  # a violated limit: t never later than its retry
-                reset = min(reset, max(1, _ceil_s(res.retry_after_us)))
-            values.append((remaining, reset))
+            reset_us = res.reset_us
+            if clamp and not res.allowed:  # a violated limit: t never later than its own retry
+                retry_us = res.retry_after_us
+                if retry_us < reset_us:
+                    reset_us = retry_us if retry_us > 1_000_000 else 1_000_000
+            values.append((remaining, -(-reset_us // 1_000_000) if reset_us > 0 else 0))
             if bits & LEGACY_BIT:
-                lines.legacy(remaining, res.reset_us, res.limit)
+                cand = (remaining, -res.reset_us, res.limit)
+                if tight is None or cand < tight:
+                    tight = cand
         sf = ls.dialect.structured
         if sf is not None:
-            lines.structured(sf, ls, o.key, values)
-    out = lines.out()
+            if groups is None:
+                groups = {}
+            _structured(groups, sf, ls, o.key, values)
+    out = _lines(groups, tight)
     if refused:
         out.append((RETRY_AFTER, b"%d" % max(1, decision.retry_after)))
     return out
@@ -165,7 +167,8 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
     admitted check was committed, so remaining counts are the store's as they are.
     """
     delay = 0
-    lines: _Lines | None = None
+    groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None = None
+    tight: tuple[int, int, int] | None = None
     for crule, ls, res in zip(rules, sets, results, strict=True):
         if not res.allowed:
             if not crule.shadow:
@@ -177,15 +180,18 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
         bits = ls.bits
         if not bits or not res.results:
             continue
-        if lines is None:
-            lines = _Lines()
         if bits & LEGACY_BIT:
             for lr in res.results:
-                lines.legacy(lr.remaining, lr.reset_us, lr.limit)
+                cand = (lr.remaining, -lr.reset_us, lr.limit)
+                if tight is None or cand < tight:
+                    tight = cand
         sf = ls.dialect.structured
         if sf is not None:
-            lines.structured(sf, ls, res.check.key, [(lr.remaining, _ceil_s(lr.reset_us)) for lr in res.results])
-    return (lines.out() if lines is not None else []), delay
+            if groups is None:
+                groups = {}
+            _structured(groups, sf, ls, res.check.key,
+                        [(lr.remaining, -(-lr.reset_us // 1_000_000) if lr.reset_us > 0 else 0) for lr in res.results])
+    return _lines(groups, tight), delay
 
 
 #: what an admitted request's headers and queue delay come from (see :func:`admitted_headers`)

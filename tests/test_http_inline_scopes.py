@@ -29,7 +29,9 @@ INLINE = [
 def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {"url": "memory://"}
-    return {"url": request.getfixturevalue("redis_url"), "key_prefix": request.getfixturevalue("key_prefix")}
+    # a generous timeout: the machine is shared, and these tests are about keys, not latency
+    return {"url": request.getfixturevalue("redis_url"), "key_prefix": request.getfixturevalue("key_prefix"),
+            "timeout_ms": 2000}
 
 
 async def test_inline_scopes_count_per_value_through_the_middleware(storage: dict[str, Any]) -> None:
@@ -95,7 +97,7 @@ async def test_inline_and_named_identities_resolve_alike(storage: dict[str, Any]
 async def test_long_inline_values_are_hashed_in_redis_keys(redis_url: str, key_prefix: str) -> None:
     app = standard_app()
     long_key = "k" * 900 + "{tag}"
-    limits = install(app, rules(INLINE[0], storage={"url": redis_url, "key_prefix": key_prefix}))
+    limits = install(app, rules(INLINE[0], storage={"url": redis_url, "key_prefix": key_prefix, "timeout_ms": 2000}))
     r = redis.asyncio.Redis.from_url(redis_url)
     try:
         async with client(app) as c:

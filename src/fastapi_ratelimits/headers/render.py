@@ -81,33 +81,41 @@ def _ceil_s(us: int) -> int:
     return -(-us // 1_000_000) if us > 0 else 0
 
 
-def _structured(groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]], sf: StructuredFields,
-                ls: LimitSet, key: str, values: Iterable[tuple[int, int]]) -> None:
-    """Add the items of one rule to the lines of its fields (``values``: remaining, reset)."""
-    fields = (sf.policy_field, sf.limit_field)
-    lines = groups.get(fields)
+Groups = dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]]
+
+
+def _group(groups: Groups | None, policies: list[bytes], items: list[bytes], first: StructuredFields,
+           sf: StructuredFields) -> tuple[Groups, list[bytes], list[bytes]]:
+    """The lines of ``sf``'s fields when a response speaks more than one structured
+    dialect (rare): one pair of lines per pair of field names, in order of first use."""
+    if groups is None:
+        groups = {(first.policy_field, first.limit_field): (policies, items)}
+    lines = groups.get((sf.policy_field, sf.limit_field))
     if lines is None:
-        lines = groups[fields] = ([], [])
-    policies, items = lines
-    formats = ls.formats
-    if ls.pk_salt is None:
-        policies.append(ls.policy)
-        for i, rt in enumerate(values):
-            items.append(formats[i] % rt)
-        return
+        lines = groups[(sf.policy_field, sf.limit_field)] = ([], [])
+    return groups, lines[0], lines[1]
+
+
+def _with_pk(sf: StructuredFields, ls: LimitSet, key: str, policies: list[bytes], items: list[bytes],
+             values: Iterable[tuple[int, int]]) -> None:
+    """Items of a rule that writes ``pk`` (the same key on both fields)."""
+    assert ls.pk_salt is not None
     pk = sf.partition_param(partition_key(ls.pk_salt, key))
     policies.append(b", ".join(p + pk for p in ls.policy_items))
-    for i, rt in enumerate(values):
-        items.append(formats[i] % rt + pk)
+    for fmt, rt in zip(ls.formats, values, strict=True):
+        items.append(fmt % rt + pk)
 
 
-def _lines(groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None,
+def _lines(first: StructuredFields | None, groups: Groups | None, policies: list[bytes], items: list[bytes],
            tight: tuple[int, int, int] | None) -> Headers:
     out: Headers = []
-    if groups:
-        for (policy_field, limit_field), (policies, items) in groups.items():
-            out.append((policy_field, b", ".join(policies)))
-            out.append((limit_field, b", ".join(items)))
+    if groups is not None:
+        for (policy_field, limit_field), (p, i) in groups.items():
+            out.append((policy_field, b", ".join(p)))
+            out.append((limit_field, b", ".join(i)))
+    elif first is not None:
+        out.append((first.policy_field, b", ".join(policies)))
+        out.append((first.limit_field, b", ".join(items)))
     if tight is not None:
         out.append((X_LIMIT, b"%d" % tight[2]))
         out.append((X_REMAINING, b"%d" % tight[0]))
@@ -118,7 +126,10 @@ def _lines(groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | 
 def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Headers:
     """The headers of ``decision`` (``Retry-After`` included when it refused), and of the
     outcomes of ``more`` decisions (``limit()`` dependencies of the same request)."""
-    groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None = None
+    first: StructuredFields | None = None  # the fields of the first structured rule
+    groups: Groups | None = None  # set when a second kind of fields shows up
+    policies: list[bytes] = []
+    items: list[bytes] = []
     tight: tuple[int, int, int] | None = None  # (remaining, -reset_us, limit)
     outcomes = decision.outcomes
     if more:
@@ -129,29 +140,43 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Hea
         bits = ls.bits
         if not bits or not o.results:
             continue
+        sf = ls.dialect.structured
+        pol, its = policies, items
+        if sf is not None:
+            if first is None:
+                first = sf
+            elif sf is not first or groups is not None:
+                groups, pol, its = _group(groups, policies, items, first, sf)
+            if ls.pk_salt is None:
+                pol.append(ls.policy)
         uncommitted = not o.committed
         clamp = refused and not o.shadow
-        values: list[tuple[int, int]] = []
+        formats = ls.formats
+        values: list[tuple[int, int]] | None = [] if ls.pk_salt is not None else None
+        i = 0
         for res in o.results:
             remaining = res.remaining
             if uncommitted and res.allowed:  # another rule refused: nothing was taken here
                 remaining = min(res.limit, remaining + o.cost)
             reset_us = res.reset_us
-            if clamp and not res.allowed:  # a violated limit: t never later than its own retry
-                retry_us = res.retry_after_us
-                if retry_us < reset_us:
-                    reset_us = retry_us if retry_us > 1_000_000 else 1_000_000
-            values.append((remaining, -(-reset_us // 1_000_000) if reset_us > 0 else 0))
             if bits & LEGACY_BIT:
-                cand = (remaining, -res.reset_us, res.limit)
+                cand = (remaining, -reset_us, res.limit)
                 if tight is None or cand < tight:
                     tight = cand
-        sf = ls.dialect.structured
-        if sf is not None:
-            if groups is None:
-                groups = {}
-            _structured(groups, sf, ls, o.key, values)
-    out = _lines(groups, tight)
+            if sf is not None:
+                if clamp and not res.allowed:  # a violated limit: t never later than its own retry
+                    retry_us = res.retry_after_us
+                    if retry_us < reset_us:
+                        reset_us = retry_us if retry_us > 1_000_000 else 1_000_000
+                rt = (remaining, -(-reset_us // 1_000_000) if reset_us > 0 else 0)
+                if values is None:
+                    its.append(formats[i] % rt)
+                else:
+                    values.append(rt)
+            i += 1
+        if values is not None and sf is not None:
+            _with_pk(sf, ls, o.key, pol, its, values)
+    out = _lines(first, groups, policies, items, tight)
     if refused:
         out.append((RETRY_AFTER, b"%d" % max(1, decision.retry_after)))
     return out
@@ -167,7 +192,10 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
     admitted check was committed, so remaining counts are the store's as they are.
     """
     delay = 0
-    groups: dict[tuple[bytes, bytes], tuple[list[bytes], list[bytes]]] | None = None
+    first: StructuredFields | None = None
+    groups: Groups | None = None
+    policies: list[bytes] = []
+    items: list[bytes] = []
     tight: tuple[int, int, int] | None = None
     for crule, ls, res in zip(rules, sets, results, strict=True):
         if not res.allowed:
@@ -186,12 +214,25 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
                 if tight is None or cand < tight:
                     tight = cand
         sf = ls.dialect.structured
-        if sf is not None:
-            if groups is None:
-                groups = {}
-            _structured(groups, sf, ls, res.check.key,
-                        [(lr.remaining, -(-lr.reset_us // 1_000_000) if lr.reset_us > 0 else 0) for lr in res.results])
-    return _lines(groups, tight), delay
+        if sf is None:
+            continue
+        pol, its = policies, items
+        if first is None:
+            first = sf
+        elif sf is not first or groups is not None:
+            groups, pol, its = _group(groups, policies, items, first, sf)
+        if ls.pk_salt is not None:
+            _with_pk(sf, ls, res.check.key, pol, its,
+                     [(lr.remaining, -(-lr.reset_us // 1_000_000) if lr.reset_us > 0 else 0) for lr in res.results])
+            continue
+        pol.append(ls.policy)
+        formats = ls.formats
+        i = 0
+        for lr in res.results:
+            reset = lr.reset_us
+            its.append(formats[i] % (lr.remaining, -(-reset // 1_000_000) if reset > 0 else 0))
+            i += 1
+    return _lines(first, groups, policies, items, tight), delay
 
 
 #: what an admitted request's headers and queue delay come from (see :func:`admitted_headers`)

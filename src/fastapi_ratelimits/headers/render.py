@@ -232,6 +232,8 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
             reset = lr.reset_us
             its.append(formats[i] % (lr.remaining, -(-reset // 1_000_000) if reset > 0 else 0))
             i += 1
+    if first is None and tight is None:  # no rule speaks headers (headers: none)
+        return [], delay
     return _lines(first, groups, policies, items, tight), delay
 
 

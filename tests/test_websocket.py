@@ -165,7 +165,7 @@ def test_the_rules_own_status_answers_a_refused_handshake() -> None:
 
 
 def test_max_concurrent_caps_open_connections_and_gives_them_back_however_they_end() -> None:
-    app, limits, _, seen = make_app([ws_rule(scope="user", max_concurrent=2)])
+    app, limits, _, _ = make_app([ws_rule(scope="user", max_concurrent=2)])
     client = TestClient(app)
     alice = {"X-User": "alice"}
     with client.websocket_connect("/ws/a", headers=alice), client.websocket_connect("/ws/b", headers=alice):
@@ -199,7 +199,7 @@ def test_a_failing_endpoint_gives_its_slot_back() -> None:
 
 
 def test_a_refused_slot_takes_nothing_from_the_connection_rate() -> None:
-    app, limits, _, _ = make_app([ws_rule(limit="2/minute", algorithm="fixed_window", max_concurrent=1)])
+    app, _, _, _ = make_app([ws_rule(limit="2/minute", algorithm="fixed_window", max_concurrent=1)])
     client = TestClient(app)
     with client.websocket_connect("/ws/a"):
         for _ in range(5):
@@ -465,7 +465,6 @@ def test_a_reload_applies_to_new_connections_and_to_messages_of_open_ones(tmp_pa
 def test_status_and_reset_cover_slots_and_message_counters() -> None:
     app, limits, _, _ = make_app([ws_rule(scope="user", limit="5/minute", max_concurrent=2,
                                           messages={"limit": "2/minute", "per": "identity"})])
-    client = TestClient(app)
     alice = {"X-User": "alice"}
     with TestClient(app) as client, client.websocket_connect("/ws/a", headers=alice) as ws:
         assert _exchange(ws, 2) == ["a:0", "a:1"]

@@ -230,3 +230,25 @@ def test_max_concurrent_holds_across_two_processes_and_comes_back_on_close_and_o
     with pytest.raises(ConnectionClosed):  # the killed process's connection is gone
         on_a.recv(timeout=10)
     stack.close()
+
+
+def test_a_process_shutting_down_gives_its_slots_back_at_once(tmp_path: Path, redis_url: str,
+                                                              key_prefix: str) -> None:
+    text = REDIS_RULES.format(url=redis_url, prefix=key_prefix).replace("lease: 6s", "lease: 1h")
+    env = write_config(tmp_path, text)
+    client = redis.Redis.from_url(redis_url)
+    key = slot_key(key_prefix, "chat@open", "user:fay")
+    try:
+        with uvicorn_server(APP, env=env, ready_path="/health") as base:
+            ws = open_ws(base, "/ws/r", "fay")
+            with ws:
+                assert say(ws, "x") == "r:x"
+                assert client.zcard(key) == 1
+                os.kill(_pid(base), signal.SIGTERM)  # uvicorn closes its websockets, then exits
+                with pytest.raises(ConnectionClosed) as info:
+                    ws.recv(timeout=30)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1012  # service restart
+        # released by the shutdown, not by the lease (an hour)
+        wait_until(lambda: client.zcard(key) == 0, 20, 0.05, what="the slot to be released at shutdown")
+    finally:
+        client.close()

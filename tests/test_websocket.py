@@ -493,3 +493,20 @@ def test_websocket_decisions_are_counted_in_the_metrics() -> None:
     limited = sum(v for k, v in counts.items() if 'outcome="limited"' in k)
     allowed = sum(v for k, v in counts.items() if 'outcome="allowed"' in k)
     assert limited == 2 and allowed == 2  # a message and a handshake each way
+
+
+def test_the_admin_api_reports_and_resets_a_websocket_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RL_WS_TOKEN", "s3cret")
+    app, _, _, _ = make_app([ws_rule(scope="user", max_concurrent=1)],
+                            config={"admin": {"enabled": True, "token_env": "RL_WS_TOKEN"}})
+    auth = {"Authorization": "Bearer s3cret"}
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws/a", headers={"X-User": "al"}):
+            status = client.get("/_ratelimits/status", params={"rule": "chat", "key": "al"}, headers=auth)
+            assert status.status_code == 200
+            assert status.json()["connections"] == {"open": 1, "max_concurrent": 1}
+            assert connect_refused(client, "/ws/b", headers={"X-User": "al"}).status_code == 429
+            reset = client.post("/_ratelimits/reset", json={"rule": "chat", "key": "al"}, headers=auth)
+            assert reset.status_code == 200
+            with client.websocket_connect("/ws/b", headers={"X-User": "al"}):  # the slot was forgotten
+                pass

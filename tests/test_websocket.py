@@ -510,3 +510,19 @@ def test_the_admin_api_reports_and_resets_a_websocket_rule(monkeypatch: pytest.M
             assert reset.status_code == 200
             with client.websocket_connect("/ws/b", headers={"X-User": "al"}):  # the slot was forgotten
                 pass
+
+
+def test_an_admitted_handshake_reports_the_slots_left_and_counts_in_metrics() -> None:
+    app, limits, _, _ = make_app([ws_rule(limit="5/minute", algorithm="fixed_window", max_concurrent=3),
+                                  ws_rule(name="cap", max_concurrent=2)])
+    client = TestClient(app)
+    with client.websocket_connect("/ws/a") as one:
+        first = dict(one.extra_headers or [])
+        with client.websocket_connect("/ws/a") as two:
+            second = dict(two.extra_headers or [])
+    assert first[b"ratelimit-policy"] == b'"chat";q=5;w=60, "chat-open";q=3;w=30, "cap-open";q=2;w=30'
+    assert first[b"ratelimit"] == b'"chat";r=4;t=' + first[b"ratelimit"].split(b"t=")[1].split(b",")[0] + \
+        b', "chat-open";r=2;t=30, "cap-open";r=1;t=30'
+    assert second[b"ratelimit"].endswith(b'"chat-open";r=1;t=30, "cap-open";r=0;t=30')
+    text = limits.metrics.render()[0].decode()
+    assert 'ratelimits_decisions_total{outcome="allowed",rule="cap"} 2.0' in text

@@ -33,7 +33,6 @@ limiter failed: it logs and lets the connection through.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import logging
@@ -195,6 +194,7 @@ class _Connection:
     engine: Engine
     keys: dict[str, str]  # rule name -> identity key resolved at the handshake
     slots: list[_Slot] = field(default_factory=list)
+    held: list[RuleOutcome] = field(default_factory=list)  # the slots taken, for the accept's headers
     messages: list[_MessageCheck] = field(default_factory=list)
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     closed: bool = False  # closed by the limiter: what the app sends next goes nowhere
@@ -263,10 +263,8 @@ class WebSocketLimits:
             self.open_connections -= 1
             if renew is not None:
                 renew.cancel()
-            if conn.slots:
-                # shielded: a connection cancelled at shutdown still gives its slots back
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(self._release(conn))
+            if conn.slots:  # shielded: a connection cancelled at shutdown still gives its slots back
+                await asyncio.shield(self._release(conn))
 
     async def _store(self) -> Store:
         return await self.limits.ready_store()
@@ -297,16 +295,17 @@ class WebSocketLimits:
         except BaseException:
             await self._release(conn)
             raise
-        if decision is not None:
-            if not decision.allowed:
-                await self._release(conn)
-                headers = rate_limit_headers(decision)
-                if decision.fallback == "deny":
-                    raise _Refused(503, _UNAVAILABLE, headers, "rate limiter unavailable")
-                rule = decision.rule or ""
-                raise _Refused(decision.status or 429, _refusal_body(rule, decision.retry_after), headers,
-                               f"rate limit exceeded: {rule}")
-            conn.headers = rate_limit_headers(decision)
+        if decision is not None and not decision.allowed:  # the slots taken go back
+            await self._release(conn)
+            headers = rate_limit_headers(decision)
+            if decision.fallback == "deny":
+                raise _Refused(503, _UNAVAILABLE, headers, "rate limiter unavailable")
+            rule = decision.rule or ""
+            raise _Refused(decision.status or 429, _refusal_body(rule, decision.retry_after), headers,
+                           f"rate limit exceeded: {rule}")
+        slots = [Decision(True, outcomes=tuple(conn.held))] if conn.held else []
+        if decision is not None or slots:  # one set of headers for the rates and the slots
+            conn.headers = rate_limit_headers(decision or slots.pop(), slots)
         conn.messages = _message_checks(applied, keys, conn.holder)
         return conn
 
@@ -316,6 +315,7 @@ class WebSocketLimits:
         given back by the caller) when an enforced rule has none free. Returns the shadow
         rules that would have refused."""
         shadow_full: list[WsRule] = []
+        held = conn.held
         for r in rules:
             if r.max_concurrent is None:
                 continue
@@ -338,6 +338,9 @@ class WebSocketLimits:
                                   now)
             if res.ok:
                 conn.slots.append(_Slot(granted_by, counter, key, r.lease_us))
+                held.append(_slot_outcome(r, key, res))
+                if not r.has_rates:  # counted here: no connection rate decision counts it
+                    self.limits.record_decision(Decision(True, outcomes=(held[-1],)), _perf_counter() - t0)
                 continue
             decision = _slot_decision(r, key, res)
             self.limits.record_decision(decision, _perf_counter() - t0)
@@ -552,6 +555,13 @@ async def _slot(store: Any, op: Any, counter: str, key: str, holder: str, max_op
         raise TypeError(f"the store {type(store).__name__} has no concurrency slots (slot())")
     result: SlotResult = await slot(op, counter, key, holder, max_open, lease_us, now)
     return result
+
+
+def _slot_outcome(r: WsRule, key: str, res: SlotResult) -> RuleOutcome:
+    """A slot taken, as a rule outcome: remaining is the slots left, reset the lease."""
+    assert r.slots is not None and r.max_concurrent is not None
+    lr = LimitResult(True, r.max_concurrent, max(0, r.max_concurrent - res.open), r.lease_us, 0, 0)
+    return RuleOutcome(r.name, key, True, r.crule.shadow, True, (lr,), r.slots, r.crule.headers, 1)
 
 
 def _slot_decision(r: WsRule, key: str, res: SlotResult) -> Decision:

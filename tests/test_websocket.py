@@ -526,3 +526,37 @@ def test_an_admitted_handshake_reports_the_slots_left_and_counts_in_metrics() ->
     assert second[b"ratelimit"].endswith(b'"chat-open";r=1;t=30, "cap-open";r=0;t=30')
     text = limits.metrics.render()[0].decode()
     assert 'ratelimits_decisions_total{outcome="allowed",rule="cap"} 2.0' in text
+
+
+def test_route_names_globs_cookies_and_query_identities_match_and_key_websocket_rules() -> None:
+    app, _, _, _ = make_app([
+        {"name": "by-route", "match": {"route": "room", "websocket": True}, "scope": "sess", "limit": "1/minute"},
+        {"name": "by-glob", "match": {"path": "/ws/*", "websocket": True}, "scope": "q", "limit": "2/minute",
+         "on_missing_identity": "skip"},
+    ], config={"identities": {"sess": "cookie:sid", "q": "query:k"}})
+    client = TestClient(app)
+    with client.websocket_connect("/ws/a", headers={"Cookie": "sid=one"}):
+        pass
+    assert connect_refused(client, "/ws/b", headers={"Cookie": "sid=one"}).json()["rule"] == "by-route"
+    with client.websocket_connect("/ws/b?k=x", headers={"Cookie": "sid=two"}):
+        pass
+    with client.websocket_connect("/ws/c?k=x", headers={"Cookie": "sid=three"}):
+        pass
+    assert connect_refused(client, "/ws/d?k=x", headers={"Cookie": "sid=four"}).json()["rule"] == "by-glob"
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny"])
+def test_a_dead_store_follows_on_error_for_handshakes_slots_and_messages(on_error: str) -> None:
+    from support.servers import free_port
+
+    app, _, _, _ = make_app([ws_rule(limit="5/minute", max_concurrent=1, messages={"limit": "1/minute"})],
+                            config={"storage": {"url": f"redis://127.0.0.1:{free_port()}/0", "timeout_ms": 200,
+                                                "on_error": on_error}})
+    client = TestClient(app)
+    if on_error == "deny":
+        refused = connect_refused(client, "/ws/a")
+        assert refused.status_code == 503 and refused.json() == {"detail": "Rate limiter unavailable"}
+        return
+    with client.websocket_connect("/ws/a") as one, client.websocket_connect("/ws/a") as two:
+        assert _exchange(one, 3) == ["a:0", "a:1", "a:2"]  # failing open: no slot, no message limit
+        assert _exchange(two, 1) == ["a:0"]

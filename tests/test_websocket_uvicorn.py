@@ -171,6 +171,10 @@ REDIS_RULES = """\
         scope: user
         max_concurrent: 2
         lease: 6s
+      - name: team
+        match: {{path: "/ws/team-{{n}}", websocket: true}}
+        scope: user
+        messages: {{limit: 3/hour, per: identity, algorithm: fixed_window}}
     """
 
 
@@ -230,6 +234,14 @@ def test_max_concurrent_holds_across_two_processes_and_comes_back_on_close_and_o
     with pytest.raises(ConnectionClosed):  # the killed process's connection is gone
         on_a.recv(timeout=10)
     stack.close()
+
+
+def test_messages_per_identity_are_counted_across_two_processes(two_servers: tuple[str, str]) -> None:
+    a, b = two_servers
+    with open_ws(a, "/ws/team-1", "gus") as on_a, open_ws(b, "/ws/team-2", "gus") as on_b:
+        assert [say(on_a, "1"), say(on_b, "2"), say(on_a, "3")] == ["team-1:1", "team-2:2", "team-1:3"]
+        code, reason = closed_by_server(on_b, "4")
+        assert code == 1008 and reason.startswith("message rate limit exceeded: team")
 
 
 def test_a_process_shutting_down_gives_its_slots_back_at_once(tmp_path: Path, redis_url: str,

@@ -155,7 +155,7 @@ class WsRules:
         self.matcher: Matcher[WsRule] | None = Matcher(
             [(RuleMatch.compile(r.crule.rule.match.path, r.crule.rule.match.route, None), r) for r in rules],
             exempt_paths=config.exempt.paths, admin_path=admin, docs_paths=engine.matcher.docs_paths,
-            routes=routes) if rules else None
+            routes=routes, admin_templates=engine.matcher.admin_templates) if rules else None
 
     def plan(self, scope: Scope) -> tuple[tuple[WsRule, ...], dict[str, Any]]:
         """The rules that apply to a websocket scope, and the path parameters of its route."""

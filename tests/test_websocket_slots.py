@@ -85,3 +85,40 @@ def test_a_slot_is_refused_while_full_and_free_once_a_lease_ends(env: tuple[asyn
         assert runner.run(run("count", "", 72 * SECOND)) == SlotResult(True, 1, 0)
         assert runner.run(run("release", "c", 73 * SECOND)) == SlotResult(True, 0, 0)
         runner.run(store.reset())
+
+
+def test_reset_forgets_slots_on_redis(env: tuple[asyncio.Runner, RedisStore]) -> None:
+    runner, store = env
+
+    async def run() -> None:
+        for who in ("a", "b"):
+            assert (await store.slot("acquire", "chat@open", "user:x", who, 2, 60 * SECOND)).ok
+        assert (await store.slot("acquire", "chat@open", "user:y", "c", 2, 60 * SECOND)).ok
+        assert await store.reset("chat@open", "user:x") == 1
+        assert (await store.slot("count", "chat@open", "user:x", "", 0, 0)).open == 0
+        assert (await store.slot("count", "chat@open", "user:y", "", 0, 0)).open == 1
+        assert await store.reset() >= 1
+        assert (await store.slot("count", "chat@open", "user:y", "", 0, 0)).open == 0
+
+    runner.run(run())
+
+
+def test_slots_work_on_redis_cluster(key_prefix: str) -> None:
+    from support.cluster import redis_cluster
+
+    async def run(url: str) -> None:
+        store = RedisStore.from_url(url, key_prefix=key_prefix, timeout_ms=3000, pool_size=8)
+        try:
+            for n in range(12):  # identities spread over the masters
+                key = f"user:{n}"
+                assert (await store.slot("acquire", "chat@open", key, "a", 1, 60 * SECOND)).ok
+                refused = await store.slot("acquire", "chat@open", key, "b", 1, 60 * SECOND)
+                assert not refused.ok and refused.open == 1 and refused.retry_after_us > 0
+                assert (await store.slot("release", "chat@open", key, "a", 0, 60 * SECOND)).open == 0
+                assert (await store.slot("acquire", "chat@open", key, "b", 1, 60 * SECOND)).ok
+            assert await store.reset("chat@open") == 12
+        finally:
+            await store.aclose()
+
+    with redis_cluster(masters=3) as cluster:
+        asyncio.run(run(cluster.url))

@@ -560,3 +560,20 @@ def test_a_dead_store_follows_on_error_for_handshakes_slots_and_messages(on_erro
     with client.websocket_connect("/ws/a") as one, client.websocket_connect("/ws/a") as two:
         assert _exchange(one, 3) == ["a:0", "a:1", "a:2"]  # failing open: no slot, no message limit
         assert _exchange(two, 1) == ["a:0"]
+
+
+def test_an_open_circuit_breaker_spares_the_slot_calls_too(caplog: pytest.LogCaptureFixture) -> None:
+    from support.servers import free_port
+
+    app, limits, _, _ = make_app([ws_rule(max_concurrent=1, messages={"limit": "1/minute"})],
+                                 config={"storage": {"url": f"redis://127.0.0.1:{free_port()}/0", "timeout_ms": 200,
+                                                     "breaker_failures": 1, "breaker_reset_ms": 600_000}})
+    with TestClient(app) as client:  # one event loop, one store and its breaker
+        with client.websocket_connect("/ws/a") as ws:  # the slot call fails: on_error allow
+            assert _exchange(ws, 1) == ["a:0"]  # the message decision fails too: the breaker opens
+        assert limits.store.state == "open"
+        caplog.clear()
+        with client.websocket_connect("/ws/a"):
+            pass
+    slot_warnings = [r.getMessage() for r in caplog.records if "websocket slot" in r.getMessage()]
+    assert slot_warnings and all("CircuitOpen" in m for m in slot_warnings)

@@ -57,6 +57,7 @@ from .matching import Matcher, RuleMatch
 from .rates import Rate, window_label
 from .registry import get_algorithm
 from .storage.base import Check, Store
+from .storage.breaker import CircuitOpen
 from .storage.memory import MemoryStore
 from .storage.slots import SlotResult
 
@@ -550,6 +551,8 @@ async def _resolve_keys(rules: Sequence[WsRule], view: RequestView, client: Clie
 
 async def _slot(store: Any, op: Any, counter: str, key: str, holder: str, max_open: int, lease_us: int,
                 now: int | None) -> SlotResult:
+    if getattr(store, "state", None) == "open":  # a circuit breaker that knows the store is down
+        raise CircuitOpen("circuit open: the store is not called for slots either")
     slot = getattr(store, "slot", None)
     if slot is None:
         raise TypeError(f"the store {type(store).__name__} has no concurrency slots (slot())")

@@ -51,7 +51,7 @@ from .config.models import Messages, Rule
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, LimitSet, verdict
 from .fallback import decide_checks
-from .headers import rate_limit_headers
+from .headers import Dialect, pieces, rate_limit_headers
 from .identity import RequestView
 from .matching import Matcher, RuleMatch
 from .rates import Rate, window_label
@@ -76,7 +76,7 @@ _MAX_REASON = 123  # bytes a close reason may hold
 
 
 def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, cost: int,
-               instances: int) -> LimitSet:
+               instances: int, dialect: Dialect, partition: bytes | None = None) -> LimitSet:
     """The limits of a message limit, named ``<rule>-messages`` in headers and status."""
     algo = get_algorithm(algorithm)
     params: list[LimitParams] = []
@@ -90,9 +90,9 @@ def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | No
         local.append(LimitParams(max(1, rate.limit // instances), rate.window_us, max(1, b // instances), 0))
         names.append(name if i == 0 else f"{name}-{window_label(rate.window_us)}")
         windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
-    policy = ", ".join(f'"{n}";q={p.limit};w={w}' for n, p, w in zip(names, params, windows, strict=True))
-    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(),
-                    tuple(f'"{n}";r='.encode() for n in names), cost, tuple(local))
+    hp = pieces(dialect, names, [p.limit for p in params], windows, cost, partition)
+    return LimitSet(tuple(params), tuple(names), tuple(windows), cost, tuple(local), dialect, hp.bits, hp.policy,
+                    hp.policy_items, hp.formats, hp.pk_salt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,10 @@ class MessageLimit:
     drop: bool
 
     @classmethod
-    def compile(cls, rule: Rule, m: Messages, algorithm: str, instances: int) -> MessageLimit:
+    def compile(cls, rule: Rule, m: Messages, algorithm: str, instances: int, dialect: Dialect) -> MessageLimit:
         algo = m.algorithm or algorithm
         return cls(rule.name + MESSAGES_SUFFIX, algo,
-                   _limit_set(rule.name + "-messages", m.rates(), algo, m.burst, 1, instances),
+                   _limit_set(rule.name + "-messages", m.rates(), algo, m.burst, 1, instances, dialect),
                    m.per == "identity", m.cost == "bytes", m.on_exceeded == "drop")
 
 
@@ -145,8 +145,8 @@ class WsRules:
             slots = None
             if rule.max_concurrent is not None:
                 slots = _limit_set(rule.name + "-open", [Rate(rule.max_concurrent, rule.lease_us())], "fixed_window",
-                                   None, 1, instances)
-            messages = (MessageLimit.compile(rule, rule.messages, crule.algorithm, instances)
+                                   None, 1, instances, crule.dialect, crule.partition)
+            messages = (MessageLimit.compile(rule, rule.messages, crule.algorithm, instances, crule.dialect)
                         if rule.messages is not None else None)
             rules.append(WsRule(crule, rule.has_rates(), rule.max_concurrent, rule.lease_us(), slots, messages))
         self.rules = tuple(rules)

@@ -40,7 +40,8 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
     scopes = BUILTIN_SCOPES | set(cfg.identities) | set(extra_identities) | set(identity_names())
     if cfg.defaults.algorithm not in algos:
         report(("defaults", "algorithm"), f"unknown algorithm {cfg.defaults.algorithm!r} (known: {_known(algos)})")
-    if cfg.defaults.scope not in scopes:
+    # an inline identity (header:NAME ...) was checked by the model; a name must be known
+    if ":" not in cfg.defaults.scope and cfg.defaults.scope not in scopes:
         report(("defaults", "scope"), f"unknown identity {cfg.defaults.scope!r} (known: {_known(scopes)})")
     seen: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
@@ -50,10 +51,11 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
             seen[rule.name] = i
         if rule.algorithm is not None and rule.algorithm not in algos:
             report(("rules", i, "algorithm"), f"unknown algorithm {rule.algorithm!r} (known: {_known(algos)})")
-        if rule.scope is not None and rule.scope not in scopes:
+        if rule.scope is not None and ":" not in rule.scope and rule.scope not in scopes:
             report(("rules", i, "scope"),
                    f"unknown identity {rule.scope!r} (known: {_known(scopes)}; "
-                   "define it under identities or pass it to install(identities=...))")
+                   "define it under identities, write it inline as header:NAME, cookie:NAME, query:NAME or "
+                   "path:PARAM, or pass it to install(identities=...))")
         algorithm = rule.algorithm or cfg.defaults.algorithm
         if rule.match.websocket:
             if _websocket_checks(rule, i, algorithm, algos, report):

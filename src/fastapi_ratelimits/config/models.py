@@ -22,11 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from ..headers.dialects import describe as describe_dialects
+from ..headers.dialects import dialect_names
 from ..patterns import compile_pattern
 from ..rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN, Rate, parse_duration_us, parse_rate
 from .urls import check_storage_url
 
-HeaderMode = Literal["ietf", "legacy", "both", "none"]
+RefusalBody = Literal["json", "problem"]
 OnError = Literal["allow", "deny", "local"]
 OnMissing = Literal["ip", "skip"]
 Mode = Literal["enforce", "shadow"]
@@ -151,6 +153,47 @@ IdentitySpec = Annotated[
 ]
 
 
+def _header_dialect(value: str) -> str:
+    if value not in dialect_names():
+        from ..headers.dialects import ALIASES
+
+        names = [n for n in dialect_names() if n not in ALIASES]
+        aliases = "".join(f"; {a} is an alias of {t}" for a, t in ALIASES.items())
+        raise ValueError(f"{value!r} is not a header dialect (use {', '.join(names)}{aliases})")
+    return value
+
+
+HeaderMode = Annotated[
+    str, AfterValidator(_header_dialect),
+    Field(json_schema_extra={"enum": dialect_names()}),
+]
+HEADERS_HELP = "RateLimit headers by dialect: " + describe_dialects() + "."
+REFUSAL_BODY_HELP = (
+    "Body of a refusal: json ({\"detail\", \"rule\", \"retry_after_seconds\"}) or problem (RFC 9457 "
+    "application/problem+json, the draft's quota-exceeded type with violated-policies; the 503 of "
+    "on_error: deny as temporary-reduced-capacity)."
+)
+PARTITION_HELP = (
+    "Add pk (the partition key: a hash of the counter's key, never the client's value) to the "
+    "RateLimit-Policy and RateLimit items of rules that key on an identity (not global)."
+)
+INLINE_SCOPE_RE = r"^(header|cookie|query|path):[A-Za-z0-9_\-.]{1,128}$"
+
+
+def _scope(value: str) -> str:
+    """A scope is an identity name, or an inline identity spec (``header:X-API-Key``)."""
+    if ":" in value:
+        parse_identity_spec(value)
+    return value
+
+
+ScopeText = Annotated[
+    str, AfterValidator(_scope),
+    Field(min_length=1, max_length=140,
+          json_schema_extra={"anyOf": [{"pattern": NAME_RE.pattern}, {"pattern": INLINE_SCOPE_RE}]}),
+]
+
+
 # -- sections ---------------------------------------------------------------------------
 
 class StorageConfig(_Model):
@@ -230,8 +273,14 @@ class Defaults(_Model):
         description="Algorithm of rules that name none: " + ", ".join(BUILTIN_ALGORITHMS) + ", or a registered one.",
         examples=list(BUILTIN_ALGORITHMS),
     )
-    scope: str = Field("ip", min_length=1, max_length=64, description="Identity (scope) of rules that name none.", examples=["ip", "global"])
-    headers: HeaderMode = Field("ietf", description="RateLimit headers: ietf, legacy, both or none.")
+    scope: ScopeText = Field(
+        "ip", description=("Identity (scope) of rules that name none: ip, global, a name under identities, or inline "
+                           "header:NAME, cookie:NAME, query:NAME, path:PARAM."),
+        examples=["ip", "global", "header:X-API-Key"],
+    )
+    headers: HeaderMode = Field("ietf-10", description=HEADERS_HELP)
+    headers_partition_key: bool = Field(False, description=PARTITION_HELP)
+    refusal_body: RefusalBody = Field("json", description=REFUSAL_BODY_HELP)
     status: int = Field(429, ge=400, le=599, description="HTTP status of a refusal (400-599).")
     on_missing_identity: OnMissing = Field(
         "ip",
@@ -415,9 +464,10 @@ class Rule(_LimitsMixin):
 
     name: str = Field(description="Unique; names the counters, headers and metrics (letters, digits, _ . -).")
     match: Match = Field(description="Which requests this rule applies to.")
-    scope: str | None = Field(
-        None, min_length=1, max_length=64, description="The identity that keys the counters: ip, global, or a name under identities.",
-        examples=["ip", "global", "user"],
+    scope: ScopeText | None = Field(
+        None, description=("The identity that keys the counters: ip, global, a name under identities, or inline "
+                           "header:NAME, cookie:NAME, query:NAME, path:PARAM (hashed and validated alike)."),
+        examples=["ip", "global", "user", "header:X-API-Key"],
     )
     algorithm: str | None = Field(
         None, min_length=1, max_length=64, description=", ".join(BUILTIN_ALGORITHMS) + ", or a registered one (default: defaults.algorithm).",
@@ -434,7 +484,9 @@ class Rule(_LimitsMixin):
     )
     mode: Mode = Field("enforce", description="enforce, or shadow: counted and reported, never refused.")
     status: int | None = Field(None, ge=400, le=599, description="HTTP status of a refusal by this rule (400-599).")
-    headers: HeaderMode | None = Field(None, description="Header mode of this rule (default: defaults.headers).")
+    headers: HeaderMode | None = Field(None, description="Header dialect of this rule (default: defaults.headers).")
+    headers_partition_key: bool | None = Field(None, description="Overrides defaults.headers_partition_key.")
+    refusal_body: RefusalBody | None = Field(None, description="Overrides defaults.refusal_body.")
     max_delay: Duration | None = Field(
         None,
         description="queue only, and required there: longest wait before a refusal, e.g. 5s or 500ms (a number: seconds).",

@@ -25,10 +25,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .admin_page import add_operator_routes
 from .config.models import RateLimitsConfig
 from .logs import PacedLog, escape
 from .metrics import INSTALL_HINT, MetricsLike, prometheus_available
 from .metrics import ReloadLike as ReloadOutcome
+from .top import TopCallers
 
 audit_log = logging.getLogger("fastapi_ratelimits.audit")
 TAG = "rate limits admin"
@@ -163,6 +165,7 @@ def build_admin_router(
     *,
     metrics: MetricsLike | None = None,
     clock: Callable[[], float] = time.time,
+    top: TopCallers | None = None,
 ) -> APIRouter:
     """The admin API, to mount with ``app.include_router(router, prefix=admin.path)``.
 
@@ -284,4 +287,5 @@ def build_admin_router(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    add_operator_routes(router, limits, metrics, top)  # /top, /decisions (the admin page's data)
     return router

@@ -304,7 +304,11 @@ def _text(value: Any) -> str:
 
 
 def _noscript(reply: Any) -> bool:
-    return isinstance(reply, BaseException) and "NOSCRIPT" in str(reply)
+    if not isinstance(reply, BaseException):
+        return False
+    from redis.exceptions import NoScriptError
+
+    return isinstance(reply, NoScriptError) or str(reply).startswith("NOSCRIPT")
 
 
 Summaries = LocalSummaries | RedisSummaries

@@ -190,6 +190,7 @@
     const s = series.get(name);
     if (!c || !s) return;
     const cv = c.canvas;
+    cv.dataset.points = String(s.allowed.length);
     const g = cv.getContext("2d");
     const w = cv.width, h = cv.height, pad = 14;
     g.clearRect(0, 0, w, h);

@@ -241,3 +241,38 @@ async def test_the_page_is_served_with_a_strict_csp_and_no_data(client: httpx.As
     assert (await client.get("/_rl/static/../admin.py")).status_code == 404
     assert (await client.get("/_rl/static/index.htm")).status_code == 404
     assert "innerHTML" not in (await client.get("/_rl/static/page.js")).text
+
+
+class _Store:
+    def __init__(self, client: Any, key_prefix: str) -> None:
+        self.client = client
+        self.key_prefix = key_prefix
+
+
+def _admit(top: TopCallers, key: str) -> None:
+    from fastapi_ratelimits.storage.base import Check, CheckResult
+
+    top.admitted([CheckResult(Check("r", "fixed_window", key, ()), True, (), True)])
+
+
+async def test_the_buffer_is_bounded(redis_url: str, key_prefix: str) -> None:
+    # memory: a full buffer is folded at once, nothing lost
+    local = TopCallers(capacity=5, buffer_keys=10)
+    for i in range(100):
+        _admit(local, f"ip:{i}")
+    assert local.dropped == 0
+    rows = (await local.top(["r"]))["rules"][0]["allowed"]
+    assert rows["total"] == 100 and rows["tracked"] == 5
+    # Redis without a running flusher: past the bound, hits are dropped and counted, never kept
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        shared = TopCallers(lambda: _Store(client, key_prefix), capacity=5, buffer_keys=10)
+        for i in range(100):
+            _admit(shared, f"ip:{i}")
+        assert 0 < shared.dropped < 100
+        answer = await shared.top(["r"])  # flushes what is left
+        assert answer["shared"] is True and answer["dropped"] == shared.dropped
+        assert answer["rules"][0]["allowed"]["total"] + shared.dropped == 100
+        await client.delete(*[k async for k in client.scan_iter(match=f"{key_prefix}:top:*")])
+    finally:
+        await client.aclose()

@@ -255,24 +255,25 @@ def _admit(top: TopCallers, key: str) -> None:
     top.admitted([CheckResult(Check("r", "fixed_window", key, ()), True, (), True)])
 
 
-async def test_the_buffer_is_bounded(redis_url: str, key_prefix: str) -> None:
-    # memory: a full buffer is folded at once, nothing lost
-    local = TopCallers(capacity=5, buffer_keys=10)
-    for i in range(100):
-        _admit(local, f"ip:{i}")
-    assert local.dropped == 0
-    rows = (await local.top(["r"]))["rules"][0]["allowed"]
-    assert rows["total"] == 100 and rows["tracked"] == 5
-    # Redis without a running flusher: past the bound, hits are dropped and counted, never kept
-    client = redis.asyncio.Redis.from_url(redis_url)
+async def test_the_buffer_is_bounded_and_a_failed_flush_is_counted() -> None:
+    from support.servers import free_port
+
+    top = TopCallers(capacity=5, buffer=10)
+    for i in range(100):  # no flusher running: the buffer keeps the last 10 requests only
+        _admit(top, f"ip:{i}")
+    answer = await top.top(["r"])
+    allowed = answer["rules"][0]["allowed"]
+    assert answer["buffer_full"] == 1 and allowed["total"] == 10
+    assert {c["key"] for c in allowed["callers"]} <= {f"ip:{i}" for i in range(90, 100)}
+    # Redis down: the flush fails, its hits are counted as dropped, nothing is kept
+    client = redis.asyncio.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     try:
-        shared = TopCallers(lambda: _Store(client, key_prefix), capacity=5, buffer_keys=10)
-        for i in range(100):
-            _admit(shared, f"ip:{i}")
-        assert 0 < shared.dropped < 100
-        answer = await shared.top(["r"])  # flushes what is left
-        assert answer["shared"] is True and answer["dropped"] == shared.dropped
-        assert answer["rules"][0]["allowed"]["total"] + shared.dropped == 100
-        await client.delete(*[k async for k in client.scan_iter(match=f"{key_prefix}:top:*")])
+        down = TopCallers(lambda: _Store(client, "rl"), capacity=5)
+        for i in range(7):
+            _admit(down, f"ip:{i % 3}")
+        await down.flush()
+        assert down.dropped == 7 and down.flushes == {"ok": 0, "error": 1} and down.last_error
+        with pytest.raises(Exception):  # noqa: B017 - /top answers 503 for this
+            await down.top(["r"])
     finally:
         await client.aclose()

@@ -16,11 +16,12 @@ mergeable summaries do: a key missing from a full summary may have had up to tha
 summary's smallest count there, so that is added to its count and its error; the two
 properties above hold for the merge, with ``N`` the hits of the whole window.
 
-The request path only counts: :meth:`TopCallers.admitted` (the metrics' fast path, every
-rule allowed) and :meth:`TopCallers.observe` (a full decision) add 1 to a dict entry per
-rule of the request. The pending hits (exact, per rule and key) are folded into the
-summaries off the request path by :meth:`TopCallers.run`, a task of the app's lifespan,
-every second (and sooner when the buffer fills):
+The request path only keeps what it already has: ``TopCallers.admitted(results)`` (the
+metrics' fast path, every rule allowed: the store's results) and
+``TopCallers.observe(decision)`` (a full decision) are the ``append`` of a bounded deque, one
+C call. Off the request path, :meth:`TopCallers.run`, a task of the app's lifespan, counts
+the buffered hits exactly per rule, outcome and key every second and folds them into the
+summaries:
 
 * memory store (and any store other than Redis): summaries in this process
   (:class:`LocalSummaries`): per process, as the counters are;
@@ -31,10 +32,10 @@ every second (and sooner when the buffer fills):
   hit total), at most ``k`` members each, with a TTL of ``(epochs + 1) * epoch_seconds``.
 
 Keys are shown as the counters' keys are written (``storage.base.safe_key``): a long or
-unusual identity appears only as its hash (``h:...``), never as the raw value. The pending
-buffer holds at most ``buffer_keys`` distinct keys per outcome; past that (a flood of new
-keys while a flush cannot keep up, or Redis failing) hits are dropped and counted
-(``dropped``), never allowed to grow memory.
+unusual identity appears only as its hash (``h:...``), never as the raw value. The buffer
+holds the last ``buffer`` requests of each kind (16,384: a second of a busy process);
+a flush that finds it full counts ``buffer_full`` (older hits were not counted), and the
+hits of a flush that failed (Redis down) are counted in ``dropped``. Memory stays bounded.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +66,8 @@ COUNTERS = 100  # counters per rule, outcome and epoch
 EPOCH_SECONDS = 60.0
 EPOCHS = 2
 FLUSH_SECONDS = 1.0
-BUFFER_KEYS = 4096  # distinct pending keys per outcome before a flush is due at once
+BUFFER = 16384  # requests buffered per kind (admitted / decided) between two flushes
 LUA = Path(__file__).resolve().parent / "lua" / "top_callers.lua"
-
-Pending = dict[tuple[str, str], int]  # (rule, raw key) -> hits
 
 
 # -- the algorithm --------------------------------------------------------------------------
@@ -324,69 +324,37 @@ class TopCallers:
     ``clock`` (seconds) names the epochs; on Redis, processes must agree on it (wall time).
     """
 
+    #: the request path's hooks: ``admitted(results)`` when every rule of a request allowed
+    #: it (the store's results), ``observe(decision)`` for a full decision. Each is the
+    #: ``append`` of a bounded deque: one C call, no Python frame, no lock.
+    admitted: Callable[[Sequence[CheckResult]], None]
+    observe: Callable[[Decision], None]
+
     def __init__(self, store: Callable[[], Any] = lambda: None, *, capacity: int = COUNTERS,
                  epoch_seconds: float = EPOCH_SECONDS, epochs: int = EPOCHS, flush_seconds: float = FLUSH_SECONDS,
-                 buffer_keys: int = BUFFER_KEYS, clock: Callable[[], float] = time.time) -> None:
-        if epochs < 1 or epoch_seconds <= 0:
-            raise ValueError("epochs must be >= 1 and epoch_seconds > 0")
+                 buffer: int = BUFFER, clock: Callable[[], float] = time.time) -> None:
+        if epochs < 1 or epoch_seconds <= 0 or buffer < 1:
+            raise ValueError("epochs and buffer must be >= 1 and epoch_seconds > 0")
         self.capacity = capacity
         self.epoch_seconds = epoch_seconds
         self.epochs = epochs
         self.flush_seconds = flush_seconds
-        self.buffer_keys = buffer_keys
+        self.buffer = buffer
         self.clock = clock
         self._store = store
-        self._allowed: Pending = {}
-        self._limited: Pending = {}
+        self._results: deque[Sequence[CheckResult]] = deque(maxlen=buffer)
+        self._decisions: deque[Decision] = deque(maxlen=buffer)
+        self.admitted = self._results.append
+        self.observe = self._decisions.append
         self._local = LocalSummaries(capacity, epochs)
         self._redis: RedisSummaries | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
-        self.dropped = 0  # hits never folded (buffer full, or a flush that failed)
+        self.dropped = 0  # hits of flushes that failed
+        self.buffer_full = 0  # flushes that found the buffer full: older hits were lost
         self.flushes = {"ok": 0, "error": 0}
         self.last_error: str | None = None
         self.heads: dict[tuple[str, TopOutcome], tuple[int, int, int]] = {}  # -> (epoch, hits, largest)
-
-    # -- the request path: a dict increment per rule --------------------------------------
-
-    def admitted(self, results: Sequence[CheckResult]) -> None:
-        """Every rule of a request allowed it (the store's results)."""
-        pending = self._allowed
-        for res in results:
-            check = res.check
-            k = (check.rule, check.key)
-            pending[k] = pending.get(k, 0) + 1
-        if len(pending) > self.buffer_keys:
-            self._full(pending)
-
-    def observe(self, decision: Decision) -> None:
-        """A full decision: per rule, ``limited`` when it refused (or, shadow, would have),
-        ``allowed`` when it allowed an admitted request; rules the store did not decide
-        (it failed) and rules of a request another rule refused are not counted."""
-        admitted = decision.allowed
-        for o in decision.outcomes:
-            if not o.allowed:
-                pending = self._limited
-            elif admitted and o.results:
-                pending = self._allowed
-            else:
-                continue
-            k = (o.rule, o.key)
-            pending[k] = pending.get(k, 0) + 1
-            if len(pending) > self.buffer_keys:
-                self._full(pending)
-
-    def _full(self, pending: Pending) -> None:
-        if self._wake is not None and self._task is not None and not self._task.done():
-            self._wake.set()  # the flusher folds it now
-            if len(pending) <= 2 * self.buffer_keys:
-                return
-        elif isinstance(self.summaries(), LocalSummaries):  # no flusher: fold here (bounded work)
-            self._local.fold_now(self._take(), self.epoch())
-            return
-        self.dropped += sum(pending.values())
-        pending.clear()
 
     # -- off the request path ----------------------------------------------------------------
 
@@ -405,27 +373,48 @@ class TopCallers:
         return self._redis
 
     def _take(self) -> Batch:
-        """The pending hits, grouped by rule and outcome, keys as the counters name them."""
-        batch: Batch = {}
-        parts: tuple[tuple[TopOutcome, Pending], ...] = (("limited", self._limited), ("allowed", self._allowed))
-        for outcome, pending in parts:
-            if not pending:
-                continue
-            if outcome == "limited":
-                self._limited = {}
-            else:
-                self._allowed = {}
-            grouped: dict[str, dict[str, int]] = {}
-            for (rule, raw), n in pending.items():
-                keys = grouped.setdefault(rule, {})
-                key = safe_key(raw)
-                keys[key] = keys.get(key, 0) + n
-            for rule, keys in grouped.items():
-                batch[(rule, outcome)] = list(keys.items())
-        return batch
+        """The buffered hits, counted per rule, outcome and key (keys as the counters name
+        them); the buffers start again empty."""
+        results, decisions = self._results, self._decisions
+        if not results and not decisions:
+            return {}
+        if len(results) == self.buffer or len(decisions) == self.buffer:
+            self.buffer_full += 1
+        self._results = deque(maxlen=self.buffer)
+        self._decisions = deque(maxlen=self.buffer)
+        self.admitted = self._results.append
+        self.observe = self._decisions.append
+        counts: dict[tuple[str, TopOutcome], dict[str, int]] = {}
+        for batch in results:
+            for res in batch:
+                check = res.check
+                keys = counts.setdefault((check.rule, "allowed"), {})
+                keys[check.key] = keys.get(check.key, 0) + 1
+        for decision in decisions:
+            # per rule: limited when it refused (or, shadow, would have), allowed when it
+            # allowed an admitted request; rules the store did not decide (it failed) and
+            # rules of a request that another rule refused are not counted
+            admitted = decision.allowed
+            for o in decision.outcomes:
+                if not o.allowed:
+                    outcome: TopOutcome = "limited"
+                elif admitted and o.results:
+                    outcome = "allowed"
+                else:
+                    continue
+                keys = counts.setdefault((o.rule, outcome), {})
+                keys[o.key] = keys.get(o.key, 0) + 1
+        batch_out: Batch = {}
+        for what, raw in counts.items():
+            safe: dict[str, int] = {}
+            for key, n in raw.items():
+                name = safe_key(key)
+                safe[name] = safe.get(name, 0) + n
+            batch_out[what] = list(safe.items())
+        return batch_out
 
     async def flush(self) -> None:
-        """Fold the pending hits into the summaries now."""
+        """Fold the buffered hits into the summaries now."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -449,12 +438,9 @@ class TopCallers:
                 self.heads[what] = (epoch, hits, largest)
 
     async def run(self) -> None:
-        """Flush every ``flush_seconds`` (and when the buffer fills) until cancelled."""
-        wake = self._wake = asyncio.Event()
+        """Flush every ``flush_seconds`` until cancelled."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.flush_seconds)
-            wake.clear()
+            await asyncio.sleep(self.flush_seconds)
             try:
                 await self.flush()
             except Exception:  # never let the flusher die
@@ -467,9 +453,8 @@ class TopCallers:
             self._task = asyncio.get_running_loop().create_task(self.run(), name="fastapi-ratelimits top callers")
 
     async def stop(self) -> None:
-        """Stop the flusher and fold what is pending."""
+        """Stop the flusher and fold what is buffered."""
         task, self._task = self._task, None
-        self._wake = None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -508,6 +493,7 @@ class TopCallers:
             "since_epoch": since,
             "window_seconds": self.clock() - since,
             "dropped": self.dropped,
+            "buffer_full": self.buffer_full,
             "rules": out,
         }
 
@@ -545,9 +531,13 @@ class _Collector:
             heaviest.add_metric([rule, outcome], largest)
         yield hits
         yield heaviest
-        dropped = CounterMetricFamily("ratelimits_top_dropped", "Hits the top-callers summary could not count.")
+        dropped = CounterMetricFamily("ratelimits_top_dropped", "Hits of top-callers flushes that failed.")
         dropped.add_metric([], top.dropped)
         yield dropped
+        full = CounterMetricFamily("ratelimits_top_buffer_full",
+                                   "Flushes that found the top-callers buffer full (older hits were not counted).")
+        full.add_metric([], top.buffer_full)
+        yield full
         flushes = CounterMetricFamily("ratelimits_top_flushes", "Flushes of the top-callers buffer by outcome.",
                                       labels=["outcome"])
         for result, count in top.flushes.items():

@@ -422,8 +422,11 @@ class TopCallers:
             if not batch:
                 return
             epoch = self.epoch()
+            summaries = self.summaries()
             try:
-                heads = await self.summaries().fold(batch, epoch)
+                if summaries.shared and getattr(self._store(), "state", None) == "open":
+                    raise ConnectionError("the store's circuit breaker is open")  # Redis is failing: leave it be
+                heads = await summaries.fold(batch, epoch)
             except Exception as exc:
                 self.flushes["error"] += 1
                 self.dropped += sum(w for items in batch.values() for _, w in items)

@@ -277,3 +277,22 @@ async def test_the_buffer_is_bounded_and_a_failed_flush_is_counted() -> None:
             await down.top(["r"])
     finally:
         await client.aclose()
+
+
+async def test_a_flood_of_keys_is_folded_in_steps_the_same_way_in_redis(redis_url: str, key_prefix: str) -> None:
+    from fastapi_ratelimits.top import CHUNK, LocalSummaries
+
+    items = [(f"ip:10.0.{i // 250}.{i % 250}", 1 + i % 7) for i in range(3 * CHUNK + 17)]  # several steps
+    batch: Any = {("r", "limited"): items}
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        shared = RedisSummaries(client, key_prefix, 100, 2, 60.0)
+        local = LocalSummaries(100, 2)
+        assert await shared.fold(batch, 3) == await local.fold(batch, 3)
+        theirs = (await shared.read([("r", "limited")], 3))[("r", "limited")][0]
+        ours = (await local.read([("r", "limited")], 3))[("r", "limited")][0]
+        assert (dict(theirs.counts), dict(theirs.errors), theirs.total) == (ours.counts, ours.errors, ours.total)
+        assert theirs.total == sum(w for _, w in items) and len(theirs.counts) == 100
+        await client.delete(*shared.keys("r", "limited", 3))
+    finally:
+        await client.aclose()

@@ -67,6 +67,7 @@ EPOCH_SECONDS = 60.0
 EPOCHS = 2
 FLUSH_SECONDS = 1.0
 BUFFER = 16384  # requests buffered per kind (admitted / decided) between two flushes
+CHUNK = 512  # keys per fold step (and per script call): a flood of keys never holds the loop or Redis long
 LUA = Path(__file__).resolve().parent / "lua" / "top_callers.lua"
 
 
@@ -191,9 +192,6 @@ class LocalSummaries:
         self._by: dict[tuple[str, TopOutcome], dict[int, SpaceSaving]] = {}
 
     async def fold(self, batch: Batch, epoch: int) -> dict[tuple[str, TopOutcome], tuple[int, int]]:
-        return self.fold_now(batch, epoch)
-
-    def fold_now(self, batch: Batch, epoch: int) -> dict[tuple[str, TopOutcome], tuple[int, int]]:
         heads: dict[tuple[str, TopOutcome], tuple[int, int]] = {}
         for what, items in batch.items():
             per_epoch = self._by.setdefault(what, {})
@@ -202,7 +200,10 @@ class LocalSummaries:
                 summary = per_epoch[epoch] = SpaceSaving(self.capacity)
                 for old in [e for e in per_epoch if e <= epoch - self.epochs]:
                     del per_epoch[old]
-            summary.fold(items)
+            for i in range(0, len(items), CHUNK):
+                if i:
+                    await asyncio.sleep(0)  # let requests run between two steps
+                summary.fold(items[i : i + CHUNK])
             heads[what] = (summary.total, max(summary.counts.values(), default=0))
         return heads
 
@@ -241,7 +242,7 @@ class RedisSummaries:
         return self.sha
 
     async def fold(self, batch: Batch, epoch: int) -> dict[tuple[str, TopOutcome], tuple[int, int]]:
-        calls = list(batch.items())
+        calls = [(what, items[i : i + CHUNK]) for what, items in batch.items() for i in range(0, len(items), CHUNK)]
         async with asyncio.timeout(self.timeout_s):
             replies = await self._send(calls, epoch, await self._sha())
             if any(_noscript(r) for r in replies):  # Redis restarted or flushed its scripts
@@ -372,9 +373,10 @@ class TopCallers:
             self._redis = RedisSummaries(client, prefix, self.capacity, self.epochs, self.epoch_seconds)
         return self._redis
 
-    def _take(self) -> Batch:
+    async def _take(self) -> Batch:
         """The buffered hits, counted per rule, outcome and key (keys as the counters name
-        them); the buffers start again empty."""
+        them); the buffers start again empty. Yields to the event loop every ``CHUNK``
+        requests."""
         results, decisions = self._results, self._decisions
         if not results and not decisions:
             return {}
@@ -385,12 +387,16 @@ class TopCallers:
         self.admitted = self._results.append
         self.observe = self._decisions.append
         counts: dict[tuple[str, TopOutcome], dict[str, int]] = {}
-        for batch in results:
+        for n, batch in enumerate(results, 1):
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)
             for res in batch:
                 check = res.check
                 keys = counts.setdefault((check.rule, "allowed"), {})
                 keys[check.key] = keys.get(check.key, 0) + 1
-        for decision in decisions:
+        for n, decision in enumerate(decisions, 1):
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)
             # per rule: limited when it refused (or, shadow, would have), allowed when it
             # allowed an admitted request; rules the store did not decide (it failed) and
             # rules of a request that another rule refused are not counted
@@ -407,7 +413,9 @@ class TopCallers:
         batch_out: Batch = {}
         for what, raw in counts.items():
             safe: dict[str, int] = {}
-            for key, n in raw.items():
+            for i, (key, n) in enumerate(raw.items(), 1):
+                if i % CHUNK == 0:
+                    await asyncio.sleep(0)
                 name = safe_key(key)
                 safe[name] = safe.get(name, 0) + n
             batch_out[what] = list(safe.items())
@@ -418,7 +426,7 @@ class TopCallers:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            batch = self._take()
+            batch = await self._take()
             if not batch:
                 return
             epoch = self.epoch()

@@ -20,7 +20,7 @@ The request path only keeps what it already has: ``TopCallers.admitted(results)`
 metrics' fast path, every rule allowed: the store's results) and
 ``TopCallers.observe(decision)`` (a full decision) are the ``append`` of a bounded deque, one
 C call. Off the request path, :meth:`TopCallers.run`, a task of the app's lifespan, counts
-the buffered hits exactly per rule, outcome and key every second and folds them into the
+the buffered hits exactly per rule, outcome and key twice a second and folds them into the
 summaries:
 
 * memory store (and any store other than Redis): summaries in this process
@@ -33,7 +33,7 @@ summaries:
 
 Keys are shown as the counters' keys are written (``storage.base.safe_key``): a long or
 unusual identity appears only as its hash (``h:...``), never as the raw value. The buffer
-holds the last ``buffer`` requests of each kind (16,384: a second of a busy process);
+holds the last ``buffer`` requests of each kind (8,192: half a second of a busy process);
 a flush that finds it full counts ``buffer_full`` (older hits were not counted), and the
 hits of a flush that failed (Redis down) are counted in ``dropped``. Memory stays bounded.
 """
@@ -65,8 +65,8 @@ TOP_OUTCOMES: tuple[TopOutcome, ...] = ("limited", "allowed")
 COUNTERS = 100  # counters per rule, outcome and epoch
 EPOCH_SECONDS = 60.0
 EPOCHS = 2
-FLUSH_SECONDS = 1.0
-BUFFER = 16384  # requests buffered per kind (admitted / decided) between two flushes
+FLUSH_SECONDS = 0.5
+BUFFER = 8192  # requests buffered per kind (admitted / decided) between two flushes
 CHUNK = 512  # keys per fold step (and per script call): a flood of keys never holds the loop or Redis long
 LUA = Path(__file__).resolve().parent / "lua" / "top_callers.lua"
 

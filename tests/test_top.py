@@ -296,3 +296,17 @@ async def test_a_flood_of_keys_is_folded_in_steps_the_same_way_in_redis(redis_ur
         await client.delete(*shared.keys("r", "limited", 3))
     finally:
         await client.aclose()
+
+
+async def test_the_page_is_never_limited_by_a_catch_all_rule() -> None:
+    os.environ[TOKEN_ENV] = TOKEN
+    app = FastAPI()
+    install(app, {"version": 1, "rules": [{"name": "all", "match": {"path": "/**"}, "limit": "1/hour"}],
+                  "admin": {"enabled": True, "path": "/_rl", "token_env": TOKEN_ENV}})
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(3):
+            assert (await c.get("/_rl/")).status_code == 200
+            assert (await c.get("/_rl/static/page.js")).status_code == 200
+            assert (await c.get("/_rl/top", headers=AUTH)).status_code == 200
+        assert [(await c.get("/elsewhere")).status_code for _ in range(2)] == [404, 429]

@@ -50,6 +50,7 @@ from .storage.base import Store
 from .storage.factory import check_storage, is_memory, open_store
 from .storage.memory import MemoryStore
 from .top import TopCallers
+from .websocket import WebSocketLimits
 
 log = logging.getLogger("fastapi_ratelimits")
 reload_log = logging.getLogger("fastapi_ratelimits.reload")
@@ -139,6 +140,9 @@ class RateLimits:
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
         self._set_metrics(self.metrics)
+        #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
+        #: websocket scope
+        self.websockets = WebSocketLimits(self)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
@@ -283,6 +287,27 @@ class RateLimits:
         self._store_loop = loop
         return store
 
+    async def ready_store(self) -> Store:
+        """The store, opened on first use when no lifespan did (what websockets decide on)."""
+        store = self._store
+        if store is None or self._store_loop_check:
+            store = await self._ensure_store()
+        return store
+
+    @property
+    def local_store(self) -> Store:
+        """The per-process memory store of ``on_error: local``."""
+        return self._local
+
+    def now_us(self) -> int | None:
+        """The injected clock (``install(clock=...)``) in microseconds; None: the store's own."""
+        return self._now()
+
+    def record_decision(self, decision: Decision, seconds: float) -> None:
+        """Count a decision made outside the middleware (websockets): metrics, refusal logs
+        and the listeners added with :meth:`add_decision_listener`."""
+        self._notify_decision(decision, seconds)
+
     # -- listeners ----------------------------------------------------------------------
     def add_reload_listener(self, fn: Callable[[ReloadResult], None]) -> None:
         """Call ``fn(result)`` after every reload (metrics, logs)."""
@@ -395,7 +420,10 @@ class RateLimits:
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 1)
-        return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+        out = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
+        if crule.rule.match.websocket:
+            out.update(await self.websockets.status(crule.name, full))
+        return out
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule (``key=None``), one key under
@@ -407,12 +435,16 @@ class RateLimits:
         if rule is not None:
             crule = self._rule(rule)
             full = crule.key_for(key) if key is not None else None
-            return await store.reset(rule, full) + await self._local.reset(rule, full)
+            n = 0
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
+            return n
         assert key is not None
         n = 0
         for crule in (*engine.rules, *self._code_rules.values()):
             full = crule.key_for(key)
-            n += await store.reset(crule.name, full) + await self._local.reset(crule.name, full)
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
         return n
 
 

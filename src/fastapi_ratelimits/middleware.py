@@ -5,7 +5,7 @@ none, or an exempt client, and the request goes straight on. Otherwise one store
 decides; a refusal is answered here, before routing and before the endpoint runs (429 or
 the rule's status, a JSON body, ``Retry-After`` and the rate-limit headers); an admitted
 request waits its queue delay, if any, and its response gets the headers on
-``http.response.start``. Websocket and lifespan messages pass through untouched.
+``http.response.start``. A websocket scope goes to :mod:`.websocket`; lifespan passes through.
 
 The hot path (an admitted request) writes its headers straight from the store's results,
 with a function specialised once per plan, and is counted in the metrics from those
@@ -79,6 +79,8 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":  # its own module: connections and messages
+                return await self.limits.websockets.handle(scope, receive, send, self.app)
             await self.app(scope, receive, send)
             return
         limits = self.limits

@@ -108,7 +108,7 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
             if engine is not None:
                 protected = engine.matcher.is_protected(template, template)
                 for crule in engine.rules:
-                    if crule.shadow:
+                    if crule.shadow or crule.rule.match.websocket:  # websockets are no HTTP operation
                         continue
                     if protected and not crule.match.explicit:
                         continue

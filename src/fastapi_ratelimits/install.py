@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .admin import build_admin_router
+from .admin_page import admin_page_router
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
@@ -48,6 +49,7 @@ from .reload import FileWatcher
 from .storage.base import Store
 from .storage.factory import check_storage, is_memory, open_store
 from .storage.memory import MemoryStore
+from .top import TopCallers
 from .websocket import WebSocketLimits
 
 log = logging.getLogger("fastapi_ratelimits")
@@ -133,6 +135,8 @@ class RateLimits:
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
         self.refusals = RefusalLogger(log)
+        #: top callers per rule (see :mod:`.top`), counted by the metrics' hooks
+        self.top = TopCallers(lambda: self._store, clock=clock or time.time)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
         self._set_metrics(self.metrics)
@@ -146,6 +150,9 @@ class RateLimits:
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
         self._count_admitted = metrics.count_admitted
+        metrics.top = self.top
+        if isinstance(metrics, Metrics):
+            metrics.registry.register(self.top.collector())
         metrics.accept_rule = self._code_rules.__contains__
         metrics.set_rules(self._rule_names())
         loaded = self._active.loaded
@@ -159,6 +166,8 @@ class RateLimits:
         metrics = self._metrics
         if metrics is not None:
             metrics.observe_decision(decision, seconds)
+        else:  # no prometheus-client: the stand-in still feeds the top callers
+            self.metrics.observe_decision(decision, seconds)
         if decision.rule is not None or decision.shadow_limited:
             refusals = self.refusals
             for o in decision.outcomes:
@@ -209,12 +218,14 @@ class RateLimits:
         self._store_loop = None
         self._store_loop_check = False
         self._reload_lock = asyncio.Lock()  # of this event loop
+        self.top.start()
         if self.watch:
             await self._start_watcher()
 
     async def shutdown(self) -> None:
         """Stop the watcher and close the store (the app's lifespan calls this)."""
         await self._stop_watcher()
+        await self.top.stop()
         await self._close_store()
         self.refusals.flush()
 
@@ -466,11 +477,14 @@ def _mount_admin(app: Any, limits: RateLimits) -> None:
     """The admin API at ``admin.path`` (fixed for the life of the app; a reload that
     changes the ``admin`` section logs a warning)."""
     admin = limits.admin
-    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics)
+    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics, top=limits.top)
+    page = admin_page_router()  # the page's static files: no token (every call it makes needs one)
     prefix = admin.path.rstrip("/")
     if hasattr(app, "include_router"):
         app.include_router(router, prefix=prefix)
+        app.include_router(page, prefix=prefix)
     else:  # a plain Starlette app
+        router.routes.extend(page.routes)
         app.mount(prefix or "/", router)
 
 

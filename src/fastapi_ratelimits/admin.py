@@ -26,11 +26,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .admin_page import add_operator_routes, admin_page_router
 from .config.models import RateLimitsConfig
 from .config.urls import redact_url
 from .logs import PacedLog, escape
 from .metrics import INSTALL_HINT, MetricsLike, prometheus_available
 from .metrics import ReloadLike as ReloadOutcome
+from .top import TopCallers
 
 audit_log = logging.getLogger("fastapi_ratelimits.audit")
 TAG = "rate limits admin"
@@ -250,6 +252,7 @@ def build_admin_router(
     *,
     metrics: MetricsLike | None = None,
     clock: Callable[[], float] = time.time,
+    top: TopCallers | None = None,
 ) -> APIRouter:
     """The admin API, to mount with ``app.include_router(router, prefix=admin.path)``.
 
@@ -380,6 +383,7 @@ def build_admin_router(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    add_operator_routes(router, limits, metrics, top)  # /top, /decisions (the admin page's data)
     return router
 
 
@@ -390,5 +394,5 @@ def admin_templates(prefix: str) -> tuple[str, ...]:
     added to it is covered, and nothing else under the prefix is."""
     router = build_admin_router(cast(AdminHandle, None), "RATELIMITS_ADMIN_TOKEN")  # its endpoints never run
     base = prefix.rstrip("/")
-    paths = (getattr(route, "path", None) for route in router.routes)
+    paths = (getattr(route, "path", None) for route in (*router.routes, *admin_page_router().routes))
     return tuple(base + path for path in paths if isinstance(path, str))

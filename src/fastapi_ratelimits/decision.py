@@ -22,7 +22,7 @@ class RuleOutcome:
     committed: bool  # its units were taken
     results: tuple[LimitResult, ...]  # per limit, in the rule's order; empty when the store was down
     limits: LimitSet  # names, windows and precomputed header pieces
-    headers: str  # header mode of this rule: ietf | legacy | both | none
+    headers: str  # header dialect of this rule: ietf-10 | legacy | both | none (a registered name)
     cost: int = 1
 
     def limit_states(self) -> list[dict[str, Any]]:

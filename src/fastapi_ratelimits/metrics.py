@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 if TYPE_CHECKING:
     from .decision import Decision
     from .storage.base import CheckResult
+    from .top import TopCallers
 
 
 class _Named(Protocol):
@@ -121,6 +122,7 @@ class Metrics:
         # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
         # the first time): True makes it a label of its own, False counts it as "other".
         self.accept_rule: Callable[[str], bool] | None = None
+        self.top: TopCallers | None = None  # top callers: counted where the decisions are (see .top)
         self.set_rules(())
 
     # -- setup, once per config ----------------------------------------------------------
@@ -176,6 +178,9 @@ class Metrics:
                 cells[0] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum[0] += seconds
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
@@ -190,6 +195,9 @@ class Metrics:
         table = self._cells
         error = decision.error
         outcomes = decision.outcomes
+        top = self.top
+        if top is not None:
+            top.observe(decision)
         for o in outcomes:
             if o.allowed:
                 i = 0 if error is None or o.results else 3
@@ -214,6 +222,11 @@ class Metrics:
         return self._cells[OTHER_RULE]
 
     # -- read at scrape time -------------------------------------------------------------
+
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        """Decisions so far per rule and outcome, in this process (the admin API's
+        ``/decisions``)."""
+        return {rule: dict(zip(OUTCOMES, list(cells), strict=True)) for rule, cells in list(self._cells.items())}
 
     def _decision_counts(self) -> list[tuple[str, str, int]]:
         return [(rule, outcome, n) for rule, cells in list(self._cells.items())
@@ -267,6 +280,7 @@ class NoopMetrics:
     enabled = False
     registry: Any = None
     accept_rule: Callable[[str], bool] | None = None
+    top: TopCallers | None = None
 
     def set_rules(self, names: Iterable[str]) -> None:
         return None
@@ -285,10 +299,18 @@ class NoopMetrics:
         for res in results:  # a shadow rule that would have refused is logged from the full decision
             if not res.allowed:
                 return False
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
-        return None
+        top = self.top
+        if top is not None:
+            top.observe(decision)
+
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        return {}
 
     def storage_error(self) -> None:
         return None

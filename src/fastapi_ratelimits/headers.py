@@ -7,10 +7,15 @@
       RateLimit: "search";r=17;t=1, "search-1h";r=997;t=3412
 
   The first limit of a rule is named after the rule, the others ``<rule>-<window>``.
-  ``q`` is the quota, ``w`` the window and ``t`` the seconds until the quota is whole
-  again (rounded up), ``r`` what remains.
+  ``q`` is the quota and ``w`` the window in seconds (see ``LimitSet.policy`` for windows
+  that are not whole seconds), ``r`` what remains, and ``t`` the seconds (rounded up)
+  until additional quota is made available, as the draft defines it: after ``t`` seconds
+  without other traffic at least one more unit is there (``t=0``: all of it is there
+  already). With cost 1 and ``r=0``, ``Retry-After`` equals ``t``; it is never earlier
+  than the ``t`` of a limit that refused. A limit that was not charged (another one
+  refused) reports its ``r`` and ``t`` as if nothing had been taken.
 * ``legacy``: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
-  (whole seconds until reset) of the tightest limit (least remaining, then latest reset).
+  (the same seconds as ``t``) of the tightest limit (least remaining, then latest reset).
 * ``both``; ``none``.
 
 ``Retry-After`` (whole seconds, at least 1) is added to refusals only. The policy bytes
@@ -66,11 +71,10 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> lis
         if ietf:
             policies.append(o.limits.policy)
         prefixes = o.limits.item_prefixes
-        uncommitted = not o.committed
         for i, res in enumerate(o.results):
+            # the store's numbers as they are: a limit that was not charged (another limit
+            # or rule refused) already reports its remaining and reset with nothing taken
             remaining = res.remaining
-            if uncommitted and res.allowed:  # another rule refused: nothing was taken here
-                remaining = min(res.limit, remaining + o.cost)
             if ietf:
                 items.append(b"%s%d;t=%d" % (prefixes[i], remaining, _ceil_s(res.reset_us)))
             if legacy:

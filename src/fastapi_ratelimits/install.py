@@ -379,11 +379,11 @@ class RateLimits:
         "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
         crule = self._rule(rule)
         full = crule.key_for(key)
-        check = crule.check(full, cost=1)
+        check = crule.check(full, cost=0)  # the key as it is: a peek that takes nothing
         store = self._store or await self._ensure_store()
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
-                              crule.headers, 1)
+                              crule.headers, 0)
         return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:

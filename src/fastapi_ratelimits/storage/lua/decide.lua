@@ -11,6 +11,10 @@
 --           limit, window_us, burst, max_delay_us, ttl_ms
 -- Reply: {now_us, then per check of every batch: committed (1/0), then per limit of that
 --           check: allowed (1/0), remaining, reset_us, retry_after_us, delay_us}
+--        remaining and reset_us describe the key after the decision: with the cost taken
+--        when the check is committed (or, dry, would be), as it is otherwise (a limit of a
+--        refused batch that allowed on its own is peeked again at cost 0). reset_us is
+--        the time until one more unit is available (0: the whole limit is there).
 --
 -- A batch is one request's decision. Every limit of every check of the batch is peeked
 -- first, reading only. Then, unless dry, every check that allowed is committed when every
@@ -87,7 +91,7 @@ for i = 1, n_checks do
     if allowed ~= 1 then
       check.ok = false
     end
-    check.limits[j] = {key, ttl_ms, pending, allowed, remaining, reset_us, retry_us, delay_us}
+    check.limits[j] = {key, ttl_ms, pending, allowed, remaining, reset_us, retry_us, delay_us, p}
   end
   if not check.ok and not check.shadow then
     admitted = false
@@ -102,6 +106,17 @@ for i = 1, n_checks do
     for j = 1, #check.limits do
       local l = check.limits[j]
       check.algo.commit(l[1], l[3], l[2])
+    end
+  elseif not (admitted and check.ok) then
+    -- not charged (refused, or another check refused): a limit that allowed reports its
+    -- remaining and reset as they are, with nothing taken (a peek of cost 0)
+    for j = 1, #check.limits do
+      local l = check.limits[j]
+      if l[4] == 1 then
+        local _, remaining, reset_us = check.algo.peek(l[1], now, 0, l[9])
+        l[5] = remaining
+        l[6] = reset_us
+      end
     end
   end
   reply[#reply + 1] = commit and 1 or 0

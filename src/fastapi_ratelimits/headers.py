@@ -4,7 +4,7 @@
   of every matched rule, on allowed and refused responses::
 
       RateLimit-Policy: "search";q=20;w=1, "search-1h";q=1000;w=3600
-      RateLimit: "search";r=17;t=1, "search-1h";r=997;t=3412
+      RateLimit: "search";r=17;t=1, "search-1h";r=997;t=4
 
   The first limit of a rule is named after the rule, the others ``<rule>-<window>``.
   ``q`` is the quota and ``w`` the window in seconds (see ``LimitSet.policy`` for windows

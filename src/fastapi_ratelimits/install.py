@@ -39,7 +39,7 @@ from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
-from .logs import RefusalLogger, escape
+from .logs import RefusalLogger, escape, show_by_default
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
@@ -455,6 +455,7 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).
     """
+    show_by_default()  # log lines visible under uvicorn's default logging config (logs.py)
     loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
     _check_admin(loaded.config)
     check_storage(loaded.config.storage, storage)

@@ -5,7 +5,8 @@
 --
 -- KEYS: one key per limit of every check, in order.
 -- ARGV: now_us ('' = read the server clock with TIME; a number pins it, for tests),
---       dry ('1' = peek only, nothing is written), then one or more batches, each:
+--       dry ('1' = peek only, nothing is written; '2' = the same, and every limit is
+--       reported as not charged), then one or more batches, each:
 --       number of checks, then per check:
 --         algorithm, shadow ('1'/'0'), cost, number of limits, then per limit:
 --           limit, window_us, burst, max_delay_us, ttl_ms
@@ -48,7 +49,8 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local dry = ARGV[2] == '1'
+local dry = ARGV[2] ~= '0'
+local uncharged = ARGV[2] == '2' -- dry, and every limit reported as not charged
 local a = 3
 local k = 1
 local reply = {now}
@@ -107,7 +109,7 @@ for i = 1, n_checks do
       local l = check.limits[j]
       check.algo.commit(l[1], l[3], l[2])
     end
-  elseif not (admitted and check.ok) then
+  elseif uncharged or not (admitted and check.ok) then
     -- not charged (refused, or another check refused): a limit that allowed reports its
     -- remaining and reset as they are, with nothing taken (a peek of cost 0)
     for j = 1, #check.limits do

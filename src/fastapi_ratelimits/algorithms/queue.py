@@ -21,8 +21,8 @@ Decision, in this order on doubles::
         remaining = max(floor((max_delay + tau - backlog) / T + EPS), 0),
         reset = next(backlog, remaining)
 
-    next(b, r) = 0 when T * (r + 1) > tau + max_delay + T * EPS (no more units can ever be
-                 waiting room), else max(ceil(b + T * (r + 1) - tau - max_delay), 0): until
+    next(b, r) = 0 when T * (r + 1) > tau + max_delay + T * EPS (r + 1 units never fit,
+                 even in an empty queue), else max(ceil(b + T * (r + 1) - tau - max_delay), 0): until
                  one more unit would be admitted (``t`` of the RateLimit header; with cost 1
                  and r = 0 it is retry_after, computed by the same operations)
 """

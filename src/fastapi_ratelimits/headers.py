@@ -7,8 +7,8 @@
       RateLimit: "search";r=17;t=1, "search-1h";r=997;t=4
 
   The first limit of a rule is named after the rule, the others ``<rule>-<window>``.
-  ``q`` is the quota and ``w`` the window in seconds (see ``LimitSet.policy`` for windows
-  that are not whole seconds), ``r`` what remains, and ``t`` the seconds (rounded up)
+  ``q`` is the quota and ``w`` the window in whole seconds (rounded up: ``5/500ms`` is
+  ``q=5;w=1``), ``r`` what remains, and ``t`` the seconds (rounded up)
   until additional quota is made available, as the draft defines it: after ``t`` seconds
   without other traffic at least one more unit is there (``t=0``: all of it is there
   already). With cost 1 and ``r=0``, ``Retry-After`` equals ``t``; it is never earlier

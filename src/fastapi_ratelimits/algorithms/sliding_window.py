@@ -88,7 +88,19 @@ class SlidingWindow(Algorithm):
         est = prev * (w - elapsed) / w + cur
         if est + cost <= n + EPS:
             r = floor(n - est - cost + EPS)
-            return True, r, _next(start, w, n, r, cur + cost, prev, now), 0, 0, (touched, win, cur + cost, prev)
+            c = cur + cost
+            # _next(start, w, n, r, c, prev, now), inline on the admitted path (a call fewer)
+            e = n - r - 1
+            if e < 0:
+                reset = 0
+            else:
+                if c <= e and prev > 0:
+                    reset = ceil(start + w - (e - c) * w / prev - now)
+                else:
+                    reset = ceil(start + w + w - e * w / c - now)
+                if reset < 0:
+                    reset = 0
+            return True, r, reset, 0, 0, (touched, win, c, prev)
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:

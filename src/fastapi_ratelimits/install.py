@@ -40,7 +40,7 @@ from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
-from .logs import RefusalLogger, escape
+from .logs import RefusalLogger, escape, show_by_default
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
@@ -415,11 +415,11 @@ class RateLimits:
         "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
         crule = self._rule(rule)
         full = crule.key_for(key)
-        check = crule.check(full, cost=1)
+        check = crule.check(full, cost=0)  # the key as it is: a peek that takes nothing
         store = self._store or await self._ensure_store()
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
-                              crule.headers, 1)
+                              crule.headers, 0)
         out = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
         if crule.rule.match.websocket:
             out.update(await self.websockets.status(crule.name, full))
@@ -501,6 +501,7 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).
     """
+    show_by_default()  # log lines visible under uvicorn's default logging config (logs.py)
     loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
     _check_admin(loaded.config)
     check_storage(loaded.config.storage, storage)

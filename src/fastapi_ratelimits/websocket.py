@@ -512,10 +512,11 @@ class WebSocketLimits:
                                      "cost": "bytes" if m.by_bytes else "message",
                                      "on_exceeded": "drop" if m.drop else "close"}
             if m.per_identity:
-                check = Check(m.counter, m.algorithm, key, m.limits.params, 1, r.crule.shadow)
+                # the key as it is: a peek that takes nothing (as limits.status does)
+                check = Check(m.counter, m.algorithm, key, m.limits.params, 0, r.crule.shadow)
                 peeked = await store.peek(check, now)
                 entry["limits"] = RuleOutcome(name, key, peeked.allowed, r.crule.shadow, False, peeked.results,
-                                              m.limits, r.crule.headers, 1).limit_states()
+                                              m.limits, r.crule.headers, 0).limit_states()
             out["messages"] = entry
         return out
 

@@ -149,15 +149,14 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Hea
                 groups, pol, its = _group(groups, policies, items, first, sf)
             if ls.pk_salt is None:
                 pol.append(ls.policy)
-        uncommitted = not o.committed
         clamp = refused and not o.shadow
         formats = ls.formats
         values: list[tuple[int, int]] | None = [] if ls.pk_salt is not None else None
         i = 0
         for res in o.results:
+            # the store's numbers as they are: a limit that was not charged (another limit or
+            # rule refused) already reports its remaining and reset with nothing taken
             remaining = res.remaining
-            if uncommitted and res.allowed:  # another rule refused: nothing was taken here
-                remaining = min(res.limit, remaining + o.cost)
             reset_us = res.reset_us
             if bits & LEGACY_BIT:
                 cand = (remaining, -reset_us, res.limit)

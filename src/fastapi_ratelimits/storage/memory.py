@@ -343,6 +343,8 @@ class MemoryStore:
         for n, check in enumerate(checks):
             ok = verdicts[n]
             commit = admitted and ok
+            if not commit:
+                per_check[n] = self._uncharged(check, per_check[n], staged, i, now)
             for _ in check.limits:
                 tbl, key, entry, state, pending = staged[i]
                 i += 1
@@ -368,6 +370,27 @@ class MemoryStore:
             out.append(res_check)
         return out
 
+    @staticmethod
+    def _uncharged(check: Check, found: tuple[LimitResult, ...], staged: Sequence[tuple[Any, ...]], first: int,
+                   now: float) -> tuple[LimitResult, ...]:
+        """The results of a check that is not charged: a limit that allowed on its own
+        reports its remaining and reset as they are (its algorithm at cost 0), not as
+        they would have been with the cost taken. As ``decide.lua`` does."""
+        out = list(found)
+        for j, res in enumerate(found):
+            if not res.allowed:
+                continue
+            p = check.limits[j]
+            tbl, _key, _entry, state, _pending = staged[first + j]
+            if tbl.pure_step is not None:  # state is the live entry (or None)
+                _ok, remaining, reset_us, _retry, _delay, _new = tbl.pure_step(
+                    state, state[0] if state is not None else now, now, 0, p)
+            else:
+                seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)
+                remaining, reset_us = seen.remaining, seen.reset_us
+            out[j] = _limit_result(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
+        return tuple(out)
+
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         return self.decide_sync(checks, now_us)
 
@@ -376,6 +399,7 @@ class MemoryStore:
         now = float(self.clock() if now_us is None else now_us)
         key = memory_key(check.key)
         results = []
+        states: list[tuple[Any, Any]] = []
         with self._lock:
             for p in check.limits:
                 tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
@@ -386,6 +410,15 @@ class MemoryStore:
                         state = tbl.algo.copy_state(entry[1:])
                 algo = tbl.algo if tbl is not None else get_algorithm(check.algorithm)
                 results.append(algo.peek(state, now, check.cost, p)[0])
+                states.append((algo, state))
+            if not all(r.allowed for r in results):
+                # it would not be charged: what allowed reports the key as it is (decide.lua)
+                for j, res in enumerate(results):
+                    if res.allowed:
+                        algo, state = states[j]
+                        seen = algo.peek(None if state is None else algo.copy_state(state), now, 0, check.limits[j])[0]
+                        results[j] = _limit_result(True, res.limit, seen.remaining, seen.reset_us,
+                                                   res.retry_after_us, res.delay_us)
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 
     async def peek(self, check: Check, now_us: int | float | None = None) -> CheckResult:

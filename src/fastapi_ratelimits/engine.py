@@ -25,6 +25,7 @@ from typing import Any
 from starlette.types import Scope
 
 from .algorithms.base import LimitParams
+from .budgets import compile_budgets
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
@@ -128,7 +129,7 @@ class CompiledRule:
         self.skip_missing = (rule.on_missing_identity or d.on_missing_identity) == "skip"
         instances = config.storage.instances
         delay = rule.max_delay_us()
-        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.cost or 1, instances)
+        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.units(), instances)
         self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
         )
@@ -143,7 +144,7 @@ class CompiledRule:
 
     def _tier(self, o: Override, delay: int, instances: int) -> LimitSet:
         burst = o.burst if o.burst is not None else self.rule.burst
-        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances)
+        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.units(), instances)
 
     def ip_check(self, client_key: str) -> Check:
         """The check of an ``ip`` rule without tiers for a client (kept: a Check never changes)."""
@@ -243,6 +244,7 @@ class Engine:
             rules.append(CompiledRule(rule, i, config, lookup(self.identities, scope)))
         self.rules = tuple(rules)
         self.by_name = {r.name: r for r in rules}
+        self.budgets = compile_budgets(config)  # rules whose cost comes from the response
         if routes is None and router is not None:
             routes = RouteTable(router)
         admin = config.admin.path if config.admin.enabled else None

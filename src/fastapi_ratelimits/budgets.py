@@ -39,6 +39,7 @@ from .config.models import RateLimitsConfig, ResponseCost
 from .logs import Escaped, PacedLog
 from .storage.base import Check, CheckResult
 from .storage.memory import MemoryStore
+from .storage.refusals import RefusalCache
 
 if TYPE_CHECKING:
     from .engine import Prepared
@@ -237,6 +238,11 @@ async def _settle(store: Any, checks: list[Check], deltas: list[int], now: int |
     target = getattr(store, "inner", store)  # a circuit breaker passes settlements to its store
     try:
         await target.settle(checks, deltas, now)
+        # a reserve came back: a refusal this process keeps (``storage/refusals``) may no longer hold
+        cache = getattr(store, "refusals", None)
+        if isinstance(cache, RefusalCache) and any(d < 0 for d in deltas):
+            for c in checks:
+                cache.drop(c.rule, c.key)
     except Exception as exc:
         _failed.log("budget settlement failed (%s: %s); the reserves of %s stay taken", type(exc).__name__, exc,
                     ", ".join(c.rule for c in checks))

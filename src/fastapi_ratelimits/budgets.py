@@ -201,7 +201,8 @@ class Tab:
                 return budget.reserve
         units = _whole(raw)
         if units is None:
-            what = "missing" if raw is None else f"not a whole number ({Escaped(raw)})"
+            shown = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+            what = "missing" if raw is None else f"not a whole number ({Escaped(shown)})"
             _bad_cost.log("rule %s: cost %s %s is %s; charged the reserve %d", budget.rule, source,
                           Escaped(budget.name), what, budget.reserve)
             return budget.reserve

@@ -50,16 +50,24 @@ def test_a_bad_cost_header_is_logged_and_charged_the_reserve(caplog: pytest.LogC
     async def complete(used: str) -> Response:
         return Response("ok", headers={"X-Tokens-Used": used})
 
-    install(app, _config({"from": "response_header", "name": "X-Tokens-Used", "reserve": 5, "max": 100}))
+    limits = install(app, _config({"from": "response_header", "name": "X-Tokens-Used", "reserve": 5, "max": 100}),
+                     clock=lambda: 1000.0)  # time stands still: no refill during the test
 
     async def run() -> list[int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return [(await client.get(f"/v1/complete?used={u}")).status_code for u in ("many", "-3", "5000")]
+            return [(await client.get(f"/v1/complete?used={u}")).status_code for u in ("many", "-3", "5000", "7")]
 
     with caplog.at_level(logging.WARNING, logger="fastapi_ratelimits"):
-        assert asyncio.run(run()) == [200, 200, 200]
+        assert asyncio.run(run()) == [200, 200, 200, 200]
     lines = [r.getMessage() for r in caplog.records]
     assert any("not a whole number ('many'); charged the reserve 5" in line for line in lines), lines
     assert any("is negative (-3): refused, charged the reserve 5" in line for line in lines), lines
     assert any("is 5000, above its max: refused, charged the max 100" in line for line in lines), lines
+    # the metrics count the units charged per rule: 5 + 5 + 100 + 7
+    assert 'ratelimits_budget_units_total{rule="tpm"} 117.0' in limits.metrics.render()[0].decode()
+    # and the status shows the budget: what it reads, its reserve, whether it fits now
+    status = asyncio.run(limits.status("tpm", "127.0.0.1"))
+    assert status["budget"] == {"from": "response_header", "name": "X-Tokens-Used", "reserve": 5, "max": 100,
+                                "admits": True}
+    assert status["limits"][0]["remaining"] == 1000 - 117

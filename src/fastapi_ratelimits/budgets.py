@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from .storage.refusals import RefusalCache
 
 if TYPE_CHECKING:
     from .engine import Prepared
+    from .install import RateLimits
 
 log = logging.getLogger("fastapi_ratelimits")
 _bad_cost = PacedLog(log, interval_s=10.0, max_lines_per_interval=5, level=logging.WARNING, what="bad cost lines")
@@ -128,11 +130,12 @@ def _whole(value: Any) -> int | None:
 class Tab:
     """The open account of one request: its budget checks, settled once."""
 
-    __slots__ = ("body_bytes", "budgets", "checks", "clock", "costs", "done", "headers", "receive_", "scope",
-                 "send_", "status", "store")
+    __slots__ = ("body_bytes", "budgets", "checks", "clock", "costs", "counter", "done", "headers", "receive_",
+                 "scope", "send_", "status", "store")
 
     def __init__(self, budgets: list[Budget], checks: list[Check], store: Any, scope: Scope,
-                 clock: Callable[[], int] | None, costs: Mapping[str, CostFn]) -> None:
+                 clock: Callable[[], int] | None, costs: Mapping[str, CostFn], counter: Any = None) -> None:
+        self.counter = counter  # the charged-units counter (prometheus), or None
         self.budgets = budgets
         self.checks = checks
         self.store = store
@@ -222,23 +225,35 @@ class Tab:
             return
         self.done = True
         try:
-            deltas = [self.cost(b, complete) - b.reserve for b in self.budgets]
+            charged = [self.cost(b, complete) for b in self.budgets]
+            deltas = [c - b.reserve for c, b in zip(charged, self.budgets, strict=True)]
             store = self.store
             now = self.clock() if self.clock is not None else None
             if type(store) is MemoryStore:
                 store.settle_sync(self.checks, deltas, now)
+                _count(self.counter, self.budgets, charged)
                 return
-            task = asyncio.get_running_loop().create_task(_settle(store, self.checks, deltas, now))
+            task = asyncio.get_running_loop().create_task(
+                _settle(store, self.checks, deltas, now, self.counter, self.budgets, charged))
             _in_flight.add(task)
             task.add_done_callback(_in_flight.discard)
         except Exception:
             log.exception("budget settlement failed; the reserve stays taken")
 
 
-async def _settle(store: Any, checks: list[Check], deltas: list[int], now: int | None) -> None:
+def _count(counter: Any, budgets: list[Budget], charged: list[int]) -> None:
+    if counter is not None:
+        for b, units in zip(budgets, charged, strict=True):
+            if units:
+                counter.labels(b.rule).inc(units)
+
+
+async def _settle(store: Any, checks: list[Check], deltas: list[int], now: int | None, counter: Any,
+                  budgets: list[Budget], charged: list[int]) -> None:
     target = getattr(store, "inner", store)  # a circuit breaker passes settlements to its store
     try:
         await target.settle(checks, deltas, now)
+        _count(counter, budgets, charged)
         # a reserve came back: a refusal this process keeps (``storage/refusals``) may no longer hold
         cache = getattr(store, "refusals", None)
         if isinstance(cache, RefusalCache) and any(d < 0 for d in deltas):
@@ -255,8 +270,26 @@ async def settled() -> None:
         await asyncio.gather(*list(_in_flight), return_exceptions=True)
 
 
+_counters: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def units_counter(registry: Any) -> Any:
+    """``ratelimits_budget_units_total{rule}`` on ``registry`` (prometheus), made once: the
+    units charged by budget rules after their responses (labels: the rules of the file)."""
+    if registry is None:
+        return None
+    counter = _counters.get(registry)
+    if counter is None:
+        from prometheus_client import Counter
+
+        counter = _counters[registry] = Counter(
+            "ratelimits_budget_units", "Units charged by budget rules after their responses (cost from the response).",
+            ["rule"], registry=registry)
+    return counter
+
+
 def tab_for(budgets: Mapping[str, Budget], prep: Prepared, results: Sequence[CheckResult], store: Any,
-            scope: Scope, clock: Callable[[], int] | None, costs: Mapping[str, CostFn]) -> Tab | None:
+            scope: Scope, clock: Callable[[], int] | None, limits: RateLimits) -> Tab | None:
     """The tab of an admitted request, when a budget rule of it took its reserve."""
     found: list[Budget] = []
     checks: list[Check] = []
@@ -267,7 +300,7 @@ def tab_for(budgets: Mapping[str, Budget], prep: Prepared, results: Sequence[Che
             checks.append(res.check)
     if not found:
         return None
-    return Tab(found, checks, store, scope, clock, costs)
+    return Tab(found, checks, store, scope, clock, limits.costs, units_counter(limits.metrics.registry))
 
 
 async def run(app: ASGIApp, tab: Tab, scope: Scope, receive: Receive, send: Send) -> None:

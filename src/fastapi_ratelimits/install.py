@@ -388,7 +388,13 @@ class RateLimits:
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 1)
-        return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+        out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+        budget = crule.rule.budget
+        if budget is not None:  # a cost from the response: what it reads, and whether its reserve fits now
+            fits = await store.peek(crule.check(full, cost=budget.reserve), self._now())
+            out["budget"] = {"from": budget.source, "name": budget.name, "reserve": budget.reserve,
+                             "max": budget.max, "admits": fits.allowed}
+        return out
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule (``key=None``), one key under

@@ -127,7 +127,7 @@ class RateLimitMiddleware:
                         decision = verdict(prep.rules, prep.sets, results)
                         limits._notify_decision(decision, _perf_counter() - t0)
                     if engine.budgets and (admitted is not None or (decision is not None and decision.allowed)):
-                        tab = budgets.tab_for(engine.budgets, prep, results, store, scope, clock, limits.costs)
+                        tab = budgets.tab_for(engine.budgets, prep, results, store, scope, clock, limits)
                 elif decision is not None:
                     limits._notify_decision(decision, _perf_counter() - t0)
         except Exception:

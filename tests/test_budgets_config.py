@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi import FastAPI, Response
 
 from fastapi_ratelimits import ConfigError, install, load_config
@@ -71,3 +74,13 @@ def test_a_bad_cost_header_is_logged_and_charged_the_reserve(caplog: pytest.LogC
     assert status["budget"] == {"from": "response_header", "name": "X-Tokens-Used", "reserve": 5, "max": 100,
                                 "admits": True}
     assert status["limits"][0]["remaining"] == 1000 - 117
+
+
+def test_the_readme_snippet_of_a_budget_loads() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("## Token budgets: cost from the response")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    cfg = load_config({"version": 1, "identities": {"api_key": "header:Authorization"},
+                       **yaml.safe_load(block)}).config
+    assert cfg.rules[0].budget is not None and cfg.rules[0].units() == 1000

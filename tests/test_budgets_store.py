@@ -83,7 +83,10 @@ def test_a_budget_in_debt_refuses_until_it_has_recovered() -> None:
     check = _check("token_bucket", "k", 10, (p,))
     assert store.decide_sync([check], T0)[0].allowed
     assert store.settle_sync([check], [150 - 10], T0) == [[-50.0]]  # 150 used: 50 in debt
-    assert not store.decide_sync([check], T0 + 30 * SECOND)[0].allowed  # -50 + 50 = 0 < 10
+    refused = store.decide_sync([check], T0 + 30 * SECOND)[0]  # -50 + 50 = 0 < 10
+    assert not refused.allowed and refused.results[0].remaining == 0
+    in_debt = store.decide_sync([check], T0 + 1 * SECOND)[0].results[0]
+    assert in_debt.remaining == 0 and in_debt.retry_after_us == 36 * SECOND - 1 * SECOND  # never negative
     assert store.decide_sync([check], T0 + 36 * SECOND)[0].allowed  # -50 + 60 = 10
 
 

@@ -10,7 +10,8 @@ tokens when there are that many. Decision, in this order on doubles::
     admitted when tokens + EPS >= cost  ->  left = max(tokens - cost, 0), state (left, ts)
         remaining = floor(left + EPS), reset = ceil((burst - left) * window / limit)
     refused: retry_after = ceil((cost - tokens) * window / limit),
-             remaining = floor(tokens + EPS), reset = ceil((burst - tokens) * window / limit)
+             remaining = max(floor(tokens + EPS), 0), reset = ceil((burst - tokens) * window / limit)
+    (tokens below zero only for a budget in debt, settled after its responses: remaining 0)
 
 A clock stepping back neither refills nor moves ``ts`` back.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, floor_units, peek_by_step
 
 
 class TokenBucket(Algorithm):
@@ -51,7 +52,7 @@ class TokenBucket(Algorithm):
                 left = 0.0
             return True, floor(left + EPS), ceil((cap - left) * window / limit), 0, 0, (touched, left, ts)
         return (
-            False, floor(tokens + EPS), ceil((cap - tokens) * window / limit), ceil((cost - tokens) * window / limit),
+            False, floor_units(tokens), ceil((cap - tokens) * window / limit), ceil((cost - tokens) * window / limit),
             0, None,
         )
 

@@ -20,7 +20,7 @@ ALGORITHMS['token_bucket'] = {
       if left < 0 then left = 0 end
       return 1, math.floor(left + EPS), math.ceil((cap - left) * p.window_us / p.limit), 0, 0, {left, ts}
     end
-    return 0, math.floor(tokens + EPS), math.ceil((cap - tokens) * p.window_us / p.limit),
+    return 0, floor_units(tokens), math.ceil((cap - tokens) * p.window_us / p.limit),
       math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
   end,
   commit = function(key, pending, ttl_ms)

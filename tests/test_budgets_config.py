@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
 from fastapi_ratelimits import ConfigError, install, load_config
 
@@ -84,3 +84,31 @@ def test_the_readme_snippet_of_a_budget_loads() -> None:
     cfg = load_config({"version": 1, "identities": {"api_key": "header:Authorization"},
                        **yaml.safe_load(block)}).config
     assert cfg.rules[0].budget is not None and cfg.rules[0].units() == 1000
+
+
+def test_an_app_that_fails_before_its_response_is_charged_what_it_produced() -> None:
+    app = FastAPI()
+
+    @app.get("/v1/boom")
+    async def boom(request: Request) -> Response:
+        request.state.tokens = 7  # the upstream produced 7 tokens, then failed
+        raise RuntimeError("upstream exploded")
+
+    @app.get("/v1/ok")
+    async def ok(request: Request) -> Response:
+        request.state.tokens = 0
+        return Response("ok")
+
+    cfg = _config({"from": "state", "name": "tokens", "reserve": 40})
+    cfg["rules"][0]["algorithm"] = "fixed_window"
+    install(app, cfg, clock=lambda: 1000.0)
+
+    async def run() -> str:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/v1/boom")).status_code == 500
+            return (await client.get("/v1/ok")).headers["ratelimit"]
+
+    # the failed request was settled when the app ended: 7 charged, its reserve back; this one holds 40
+    found = re.search(r'"tpm";r=(\d+)', asyncio.run(run()))
+    assert found is not None and int(found.group(1)) == 1000 - 7 - 40

@@ -249,3 +249,37 @@ async def test_a_rule_only_allowing_is_counted_without_a_listener() -> None:
     assert s[("ratelimits_decision_seconds_count", ())] == 20
     assert s[("ratelimits_decision_seconds_bucket", (("le", "+Inf"),))] == 20
     assert 0 < s[("ratelimits_decision_seconds_sum", ())] < 20
+
+
+async def test_metrics_endpoint_negotiates_openmetrics_and_has_no_created_series() -> None:
+    """An OpenMetrics scraper (Accept: application/openmetrics-text) gets OpenMetrics, with
+    its # EOF; a Prometheus one gets the text format. No counter has a ``_created`` series
+    (the choice is none, for every counter alike), in either format."""
+    import os
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from fastapi_ratelimits import install
+    from support.apps import client, rules, standard_app
+
+    os.environ["RL_METRICS_NEG_TOKEN"] = "neg-token"
+    app = standard_app()
+    limits = install(app, rules({"name": "items", "match": {"path": "/items/{item_id}"}, "limit": "1/minute"},
+                                admin={"enabled": True, "path": "/_rl", "token_env": "RL_METRICS_NEG_TOKEN"}))
+    auth = {"Authorization": "Bearer neg-token"}
+    async with client(app) as c:
+        await c.get("/items/1")
+        await c.get("/items/1")
+        limits.metrics.storage_error()
+        await limits.reload()
+        om = await c.get("/_rl/metrics", headers={**auth, "Accept": "application/openmetrics-text; version=1.0.0"})
+        prom = await c.get("/_rl/metrics", headers=auth)
+    assert om.status_code == 200 and om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(om.text)}
+    assert {"ratelimits_decisions", "ratelimits_storage_errors", "ratelimits_reloads"} <= set(families)
+    assert prom.status_code == 200 and prom.headers["content-type"].startswith("text/plain")
+    for text in (om.text, prom.text):
+        assert "_created" not in text
+        assert 'ratelimits_decisions_total{outcome="limited",rule="items"} 1.0' in text
+        assert "ratelimits_storage_errors_total 1.0" in text

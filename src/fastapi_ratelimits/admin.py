@@ -26,11 +26,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .admin_page import add_operator_routes, admin_page_router
 from .config.models import RateLimitsConfig
 from .config.urls import redact_url
 from .logs import PacedLog, escape
 from .metrics import INSTALL_HINT, MetricsLike, prometheus_available
 from .metrics import ReloadLike as ReloadOutcome
+from .top import TopCallers
 
 audit_log = logging.getLogger("fastapi_ratelimits.audit")
 TAG = "rate limits admin"
@@ -250,6 +252,7 @@ def build_admin_router(
     *,
     metrics: MetricsLike | None = None,
     clock: Callable[[], float] = time.time,
+    top: TopCallers | None = None,
 ) -> APIRouter:
     """The admin API, to mount with ``app.include_router(router, prefix=admin.path)``.
 
@@ -370,16 +373,19 @@ def build_admin_router(
                          at=iso(result.at), at_epoch=result.at)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-                responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+                responses={200: {"content": {"text/plain": {}, "application/openmetrics-text": {}},
+                                 "description": "Prometheus text format, or OpenMetrics when the Accept header "
+                                                "asks for application/openmetrics-text."},
                            404: {"description": "Metrics are not enabled (the metrics extra is missing)."}})
-    async def get_metrics() -> Response:
+    async def get_metrics(request: Request) -> Response:
         if metrics is None or not metrics.enabled:
             hint = INSTALL_HINT if metrics is not None or not prometheus_available() \
                 else "metrics are not enabled for this app"
             raise HTTPException(404, hint)
-        body, content_type = metrics.render()
+        body, content_type = metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
+    add_operator_routes(router, limits, metrics, top)  # /top, /decisions (the admin page's data)
     return router
 
 
@@ -390,5 +396,5 @@ def admin_templates(prefix: str) -> tuple[str, ...]:
     added to it is covered, and nothing else under the prefix is."""
     router = build_admin_router(cast(AdminHandle, None), "RATELIMITS_ADMIN_TOKEN")  # its endpoints never run
     base = prefix.rstrip("/")
-    paths = (getattr(route, "path", None) for route in router.routes)
+    paths = (getattr(route, "path", None) for route in (*router.routes, *admin_page_router().routes))
     return tuple(base + path for path in paths if isinstance(path, str))

@@ -22,16 +22,15 @@ class RuleOutcome:
     committed: bool  # its units were taken
     results: tuple[LimitResult, ...]  # per limit, in the rule's order; empty when the store was down
     limits: LimitSet  # names, windows and precomputed header pieces
-    headers: str  # header mode of this rule: ietf | legacy | both | none
+    headers: str  # header dialect of this rule: ietf-10 | legacy | both | none (a registered name)
     cost: int = 1
 
     def limit_states(self) -> list[dict[str, Any]]:
         """``[{"name", "limit", "window_seconds", "remaining", "reset_seconds"}]`` per limit."""
         out = []
         for i, res in enumerate(self.results):
+            # a limit that was not charged reports its state with nothing taken (the store)
             remaining = res.remaining
-            if res.allowed and not self.committed:  # refused by another rule: nothing was taken
-                remaining = min(res.limit, remaining + self.cost)
             out.append({
                 "name": self.limits.names[i],
                 "limit": res.limit,

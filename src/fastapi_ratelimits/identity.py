@@ -131,7 +131,7 @@ def _builtin(name: str, spec: str) -> Identity:
 
 
 def _from_callable(name: str, fn: IdentityFn) -> Identity:
-    from starlette.requests import Request
+    from starlette.requests import HTTPConnection, Request
 
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
@@ -140,7 +140,8 @@ def _from_callable(name: str, fn: IdentityFn) -> Identity:
         if v.path_params and not scope.get("path_params"):
             scope = dict(scope)
             scope["path_params"] = dict(v.path_params)
-        return fn(Request(scope))
+        # a websocket handshake has no Request: its HTTPConnection (headers, query, cookies, client)
+        return fn(Request(scope) if scope["type"] == "http" else HTTPConnection(scope))  # type: ignore[arg-type]
 
     # sync callables may still return an awaitable; the engine checks when is_async is False
     return Identity(name, "callable", call, is_async)

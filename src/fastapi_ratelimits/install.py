@@ -34,13 +34,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .admin import build_admin_router
+from .admin_page import admin_page_router
 from .budgets import CostFn
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
-from .logs import RefusalLogger, escape
+from .logs import RefusalLogger, escape, show_by_default
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
@@ -49,6 +50,8 @@ from .reload import FileWatcher
 from .storage.base import Store
 from .storage.factory import check_storage, is_memory, open_store
 from .storage.memory import MemoryStore
+from .top import TopCallers
+from .websocket import WebSocketLimits
 
 log = logging.getLogger("fastapi_ratelimits")
 reload_log = logging.getLogger("fastapi_ratelimits.reload")
@@ -136,9 +139,14 @@ class RateLimits:
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
         self.refusals = RefusalLogger(log)
+        #: top callers per rule (see :mod:`.top`), counted by the metrics' hooks
+        self.top = TopCallers(lambda: self._store, clock=clock or time.time)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
         self._set_metrics(self.metrics)
+        #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
+        #: websocket scope
+        self.websockets = WebSocketLimits(self)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
@@ -146,6 +154,9 @@ class RateLimits:
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
         self._count_admitted = metrics.count_admitted
+        metrics.top = self.top
+        if isinstance(metrics, Metrics):
+            metrics.registry.register(self.top.collector())
         metrics.accept_rule = self._code_rules.__contains__
         metrics.set_rules(self._rule_names())
         loaded = self._active.loaded
@@ -159,6 +170,8 @@ class RateLimits:
         metrics = self._metrics
         if metrics is not None:
             metrics.observe_decision(decision, seconds)
+        else:  # no prometheus-client: the stand-in still feeds the top callers
+            self.metrics.observe_decision(decision, seconds)
         if decision.rule is not None or decision.shadow_limited:
             refusals = self.refusals
             for o in decision.outcomes:
@@ -209,12 +222,14 @@ class RateLimits:
         self._store_loop = None
         self._store_loop_check = False
         self._reload_lock = asyncio.Lock()  # of this event loop
+        self.top.start()
         if self.watch:
             await self._start_watcher()
 
     async def shutdown(self) -> None:
         """Stop the watcher and close the store (the app's lifespan calls this)."""
         await self._stop_watcher()
+        await self.top.stop()
         await self._close_store()
         self.refusals.flush()
 
@@ -275,6 +290,27 @@ class RateLimits:
         self._store_loop_check = not memory
         self._store_loop = loop
         return store
+
+    async def ready_store(self) -> Store:
+        """The store, opened on first use when no lifespan did (what websockets decide on)."""
+        store = self._store
+        if store is None or self._store_loop_check:
+            store = await self._ensure_store()
+        return store
+
+    @property
+    def local_store(self) -> Store:
+        """The per-process memory store of ``on_error: local``."""
+        return self._local
+
+    def now_us(self) -> int | None:
+        """The injected clock (``install(clock=...)``) in microseconds; None: the store's own."""
+        return self._now()
+
+    def record_decision(self, decision: Decision, seconds: float) -> None:
+        """Count a decision made outside the middleware (websockets): metrics, refusal logs
+        and the listeners added with :meth:`add_decision_listener`."""
+        self._notify_decision(decision, seconds)
 
     # -- listeners ----------------------------------------------------------------------
     def add_reload_listener(self, fn: Callable[[ReloadResult], None]) -> None:
@@ -383,12 +419,14 @@ class RateLimits:
         "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
         crule = self._rule(rule)
         full = crule.key_for(key)
-        check = crule.check(full, cost=1)
+        check = crule.check(full, cost=0)  # the key as it is: a peek that takes nothing
         store = self._store or await self._ensure_store()
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
-                              crule.headers, 1)
-        out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+                              crule.headers, 0)
+        out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
+        if crule.rule.match.websocket:
+            out.update(await self.websockets.status(crule.name, full))
         budget = crule.rule.budget
         if budget is not None:  # a cost from the response: what it reads, and whether its reserve fits now
             fits = await store.peek(crule.check(full, cost=budget.reserve), self._now())
@@ -406,12 +444,16 @@ class RateLimits:
         if rule is not None:
             crule = self._rule(rule)
             full = crule.key_for(key) if key is not None else None
-            return await store.reset(rule, full) + await self._local.reset(rule, full)
+            n = 0
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
+            return n
         assert key is not None
         n = 0
         for crule in (*engine.rules, *self._code_rules.values()):
             full = crule.key_for(key)
-            n += await store.reset(crule.name, full) + await self._local.reset(crule.name, full)
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
         return n
 
 
@@ -444,11 +486,14 @@ def _mount_admin(app: Any, limits: RateLimits) -> None:
     """The admin API at ``admin.path`` (fixed for the life of the app; a reload that
     changes the ``admin`` section logs a warning)."""
     admin = limits.admin
-    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics)
+    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics, top=limits.top)
+    page = admin_page_router()  # the page's static files: no token (every call it makes needs one)
     prefix = admin.path.rstrip("/")
     if hasattr(app, "include_router"):
         app.include_router(router, prefix=prefix)
+        app.include_router(page, prefix=prefix)
     else:  # a plain Starlette app
+        router.routes.extend(page.routes)
         app.mount(prefix or "/", router)
 
 
@@ -466,6 +511,7 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     ``clock``: seconds, monotonic (tests).
     ``costs``: ``{"name": fn(produced) -> int}``, the costs of rules with ``cost: {from: function}``.
     """
+    show_by_default()  # log lines visible under uvicorn's default logging config (logs.py)
     loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
     for rule in loaded.config.rules:
         b = rule.budget

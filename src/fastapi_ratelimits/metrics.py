@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 if TYPE_CHECKING:
     from .decision import Decision
     from .storage.base import CheckResult
+    from .top import TopCallers
 
 
 class _Named(Protocol):
@@ -90,7 +91,7 @@ class Metrics:
 
     def __init__(self, registry: Any = None) -> None:
         try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge
+            from prometheus_client import CollectorRegistry, Gauge
         except ImportError as exc:
             raise ImportError(INSTALL_HINT) from exc
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
@@ -98,15 +99,12 @@ class Metrics:
         self._cells: dict[str, list[int]] = {OTHER_RULE: [0, 0, 0, 0]}
         self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
         self._latency_sum = [0.0]
+        # the other counters are plain counts too, handed over by the same collector: so no
+        # counter has a ``_created`` series (prometheus_client's Counter objects add one,
+        # the collector's families do not; one rule for all is what a scraper can rely on)
+        self._storage_errors = [0]
+        self._reloads = dict.fromkeys(RELOAD_OUTCOMES, 0)
         self.registry.register(_Collector(self))
-        self._storage_errors = Counter(
-            "ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
-            registry=self.registry,
-        )
-        self._reloads = Counter(
-            "ratelimits_reloads", "Reloads of the rules file by outcome (ok, error, unchanged).",
-            ["outcome"], registry=self.registry,
-        )
         self._config_info = Gauge(
             "ratelimits_config_info", "The active config (1 for its hash).", ["hash"], registry=self.registry,
         )
@@ -114,13 +112,12 @@ class Metrics:
             "ratelimits_config_loaded_timestamp_seconds", "When the active config was loaded (Unix time).",
             registry=self.registry,
         )
-        self._storage_inc = self._storage_errors.inc
-        self._reload_children = {o: self._reloads.labels(o) for o in RELOAD_OUTCOMES}
         self._rules: frozenset[str] = frozenset()
         self._hash: str | None = None
         # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
         # the first time): True makes it a label of its own, False counts it as "other".
         self.accept_rule: Callable[[str], bool] | None = None
+        self.top: TopCallers | None = None  # top callers: counted where the decisions are (see .top)
         self.set_rules(())
 
     # -- setup, once per config ----------------------------------------------------------
@@ -176,6 +173,9 @@ class Metrics:
                 cells[0] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum[0] += seconds
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
@@ -190,6 +190,9 @@ class Metrics:
         table = self._cells
         error = decision.error
         outcomes = decision.outcomes
+        top = self.top
+        if top is not None:
+            top.observe(decision)
         for o in outcomes:
             if o.allowed:
                 i = 0 if error is None or o.results else 3
@@ -200,7 +203,7 @@ class Metrics:
                 cells = self._unknown(o.rule)
             cells[i] += 1
         if error is not None:
-            self._storage_inc()
+            self._storage_errors[0] += 1
             if not outcomes:
                 table[OTHER_RULE][3] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -215,6 +218,11 @@ class Metrics:
 
     # -- read at scrape time -------------------------------------------------------------
 
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        """Decisions so far per rule and outcome, in this process (the admin API's
+        ``/decisions``)."""
+        return {rule: dict(zip(OUTCOMES, list(cells), strict=True)) for rule, cells in list(self._cells.items())}
+
     def _decision_counts(self) -> list[tuple[str, str, int]]:
         return [(rule, outcome, n) for rule, cells in list(self._cells.items())
                 for outcome, n in zip(OUTCOMES, list(cells), strict=True)]
@@ -223,15 +231,14 @@ class Metrics:
         return list(self._latency_counts), self._latency_sum[0]
 
     def storage_error(self) -> None:
-        self._storage_inc()
+        self._storage_errors[0] += 1
 
     # -- reloads -------------------------------------------------------------------------
 
     def reload(self, outcome: ReloadOutcome) -> None:
-        child = self._reload_children.get(outcome)
-        if child is None:
+        if outcome not in self._reloads:
             raise ValueError(f"{outcome!r} is not a reload outcome ({', '.join(RELOAD_OUTCOMES)})")
-        child.inc()
+        self._reloads[outcome] += 1
 
     def config_loaded(self, hash: str, at: float) -> None:
         """The config with this hash is in force since ``at`` (Unix time)."""
@@ -254,11 +261,14 @@ class Metrics:
 
     # -- exposition --------------------------------------------------------------------
 
-    def render(self) -> tuple[bytes, str]:
-        """The Prometheus text exposition of this registry: (body, content type)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition of this registry: (body, content type), in the format the
+        ``Accept`` header asks for (``application/openmetrics-text``, else the Prometheus
+        text format), as prometheus_client's ``choose_encoder`` picks it."""
+        from prometheus_client.exposition import choose_encoder
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
 
 
 class NoopMetrics:
@@ -267,6 +277,7 @@ class NoopMetrics:
     enabled = False
     registry: Any = None
     accept_rule: Callable[[str], bool] | None = None
+    top: TopCallers | None = None
 
     def set_rules(self, names: Iterable[str]) -> None:
         return None
@@ -285,10 +296,18 @@ class NoopMetrics:
         for res in results:  # a shadow rule that would have refused is logged from the full decision
             if not res.allowed:
                 return False
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
-        return None
+        top = self.top
+        if top is not None:
+            top.observe(decision)
+
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        return {}
 
     def storage_error(self) -> None:
         return None
@@ -302,7 +321,7 @@ class NoopMetrics:
     def observe_reload(self, result: ReloadLike) -> None:
         return None
 
-    def render(self) -> tuple[bytes, str]:
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
         return (INSTALL_HINT + "\n").encode(), CONTENT_TYPE_TEXT
 
 
@@ -325,6 +344,14 @@ class _Collector:
         for rule, outcome, n in self._metrics._decision_counts():
             decisions.add_metric([rule, outcome], n)
         yield decisions
+        m = self._metrics
+        yield CounterMetricFamily("ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
+                                  value=m._storage_errors[0])
+        reloads = CounterMetricFamily("ratelimits_reloads", "Reloads of the rules file by outcome (ok, error, unchanged).",
+                                      labels=["outcome"])
+        for outcome, n in m._reloads.items():
+            reloads.add_metric([outcome], n)
+        yield reloads
         counts, total = self._metrics._latency()
         buckets: list[tuple[str, float]] = []
         running = 0

@@ -51,7 +51,10 @@ class CheckResult:
     """Per-limit results of one check, in the order of ``Check.limits``.
 
     ``allowed`` is the check's own verdict; ``committed`` says whether its units were
-    taken (False when another enforced check refused the batch). Treat it as immutable.
+    taken (False when another enforced check refused the batch). When it was not
+    committed, its limits that allowed report ``remaining`` and ``reset_us`` with nothing
+    taken (the store peeks them again at cost 0), so headers need no correction. Treat
+    it as immutable.
     """
 
     check: Check

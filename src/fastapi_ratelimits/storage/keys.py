@@ -43,6 +43,11 @@ def limit_key(prefix: str, check: Check, window_us: int) -> str:
     return f"{prefix}:{{{tag(check.rule, check.key)}}}:{check.algorithm}:{window_us}"
 
 
+def slot_key(prefix: str, rule: str, identity: str) -> str:
+    """The sorted set of the concurrency slots of ``rule`` for ``identity`` (:mod:`.slots`)."""
+    return f"{prefix}:{{{tag(rule, identity)}}}:slots:lease"
+
+
 def check_keys(prefix: str, check: Check) -> list[str]:
     return [limit_key(prefix, check, p.window_us) for p in check.limits]
 

@@ -39,6 +39,7 @@ from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..registry import get_algorithm
 from .base import Check, CheckResult
 from .settle import settle_state
+from .slots import SlotOp, SlotResult, slot_step
 
 _SWEEP = 2  # expired keys dropped per insert
 _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
@@ -129,6 +130,9 @@ class MemoryStore:
         self._size = 0
         self._ops = 0
         self._lock = threading.Lock()
+        # concurrency slots (:mod:`.slots`): (rule, identity) -> holder -> lease expiry; an
+        # entry goes when its last holder does (bounded by the connections open)
+        self._slots: dict[tuple[str, str | bytes], dict[str, float]] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -340,6 +344,8 @@ class MemoryStore:
         for n, check in enumerate(checks):
             ok = verdicts[n]
             commit = admitted and ok
+            if not commit:
+                per_check[n] = self._uncharged(check, per_check[n], staged, i, now)
             for _ in check.limits:
                 tbl, key, entry, state, pending = staged[i]
                 i += 1
@@ -365,6 +371,27 @@ class MemoryStore:
             out.append(res_check)
         return out
 
+    @staticmethod
+    def _uncharged(check: Check, found: tuple[LimitResult, ...], staged: Sequence[tuple[Any, ...]], first: int,
+                   now: float) -> tuple[LimitResult, ...]:
+        """The results of a check that is not charged: a limit that allowed on its own
+        reports its remaining and reset as they are (its algorithm at cost 0), not as
+        they would have been with the cost taken. As ``decide.lua`` does."""
+        out = list(found)
+        for j, res in enumerate(found):
+            if not res.allowed:
+                continue
+            p = check.limits[j]
+            tbl, _key, _entry, state, _pending = staged[first + j]
+            if tbl.pure_step is not None:  # state is the live entry (or None)
+                _ok, remaining, reset_us, _retry, _delay, _new = tbl.pure_step(
+                    state, state[0] if state is not None else now, now, 0, p)
+            else:
+                seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)
+                remaining, reset_us = seen.remaining, seen.reset_us
+            out[j] = _limit_result(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
+        return tuple(out)
+
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         return self.decide_sync(checks, now_us)
 
@@ -373,6 +400,7 @@ class MemoryStore:
         now = float(self.clock() if now_us is None else now_us)
         key = memory_key(check.key)
         results = []
+        states: list[tuple[Any, Any]] = []
         with self._lock:
             for p in check.limits:
                 tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
@@ -383,6 +411,15 @@ class MemoryStore:
                         state = tbl.algo.copy_state(entry[1:])
                 algo = tbl.algo if tbl is not None else get_algorithm(check.algorithm)
                 results.append(algo.peek(state, now, check.cost, p)[0])
+                states.append((algo, state))
+            if not all(r.allowed for r in results):
+                # it would not be charged: what allowed reports the key as it is (decide.lua)
+                for j, res in enumerate(results):
+                    if res.allowed:
+                        algo, state = states[j]
+                        seen = algo.peek(None if state is None else algo.copy_state(state), now, 0, check.limits[j])[0]
+                        results[j] = _limit_result(True, res.limit, seen.remaining, seen.reset_us,
+                                                   res.retry_after_us, res.delay_us)
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 
     async def peek(self, check: Check, now_us: int | float | None = None) -> CheckResult:
@@ -420,26 +457,56 @@ class MemoryStore:
         everything. Returns how many keys were removed."""
         with self._lock:
             if rule is None and key is None:
-                n = self._size
+                n = self._size + len(self._slots)
                 self._tables.clear()
                 self._by_rule.clear()
+                self._slots.clear()
                 self._size = 0
                 return n
             mkey = memory_key(key) if key is not None else None
-            removed = 0
+            removed = self._reset_slots(rule, mkey) if self._slots else 0
             for tkey, tbl in list(self._tables.items()):
                 if rule is not None and tbl.rule != rule:
                     continue
                 if mkey is None:
                     removed += len(tbl.entries)
+                    self._size -= len(tbl.entries)
                     self._drop_table(tkey)
                 elif tbl.entries.pop(mkey, None) is not None:
                     removed += 1
-            self._size -= removed
+                    self._size -= 1
             return removed
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         return self.reset_sync(rule, key)
+
+    # -- concurrency slots ----------------------------------------------------------------
+
+    def slot_sync(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                  now_us: int | float | None = None) -> SlotResult:
+        """One slot operation (:func:`.slots.slot_step`) on the holders of ``rule`` and ``key``."""
+        now = float(self.clock() if now_us is None else now_us)
+        skey = (rule, memory_key(key))
+        with self._lock:
+            holders = self._slots.get(skey)
+            if holders is None:
+                if op != "acquire" and op != "renew":
+                    return SlotResult(True, 0, 0)
+                holders = self._slots[skey] = {}
+            result = slot_step(holders, op, holder, max_open, lease_us, now)
+            if not holders:
+                del self._slots[skey]
+            return result
+
+    async def slot(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                   now_us: int | float | None = None) -> SlotResult:
+        return self.slot_sync(op, rule, key, holder, max_open, lease_us, now_us)
+
+    def _reset_slots(self, rule: str | None, mkey: str | bytes | None) -> int:
+        gone = [k for k in self._slots if (rule is None or k[0] == rule) and (mkey is None or k[1] == mkey)]
+        for k in gone:
+            del self._slots[k]
+        return len(gone)
 
     async def aclose(self) -> None:
         return None

@@ -56,7 +56,7 @@ from ..errors import StorageError
 from ..registry import get_algorithm
 from .base import Check, CheckResult
 from .batching import Answers, Batches, CheckCodec, Coalescer, Done
-from .keys import KeyFilter, check_keys, check_prefix, limit_key
+from .keys import KeyFilter, check_keys, check_prefix, limit_key, slot_key
 from .redis_batch import (
     SCAN_COUNT,
     UNLINK_BATCH,
@@ -71,7 +71,8 @@ from .redis_batch import (
 )
 from .redis_connect import async_connect
 from .refusals import RefusalCache
-from .scripts import LUA_DIR, Script, ScriptCache
+from .scripts import LUA_DIR, SLOTS_SCRIPT, Script, ScriptCache
+from .slots import SlotOp, SlotResult
 
 try:
     from .wire import Wire
@@ -378,6 +379,25 @@ class RedisStore:
                 out.append(flat[: len(check.limits)])
                 flat = flat[len(check.limits):]
         return out
+
+    async def slot(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                   now_us: int | None = None) -> SlotResult:
+        """One concurrency-slot operation (``lua/slots.lua``, the math of :mod:`.slots`),
+        time from Redis ``TIME`` unless ``now_us`` pins it (tests)."""
+        skey = slot_key(self.key_prefix, rule, key)
+        args = ("EVALSHA", SLOTS_SCRIPT.sha, 1, skey, op, holder, max_open, lease_us,
+                "" if now_us is None else int(now_us))
+        async with self._deadline("answer a slot call"):
+            try:
+                reply = await self._command(*args)
+            except NoScriptError:
+                await self._command("SCRIPT LOAD", SLOTS_SCRIPT.text)
+                reply = await self._command(*args)
+        try:
+            ok, n, retry = (int(v) for v in reply)
+        except (TypeError, ValueError):
+            raise StorageError(f"unexpected reply from the slots script: {reply!r:.200}") from None
+        return SlotResult(ok == 1, n, retry)
 
     async def ping(self) -> None:
         """Raise StorageError unless Redis answers within the deadline."""

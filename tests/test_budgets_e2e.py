@@ -84,6 +84,7 @@ def test_header_cost_is_debited_after_the_stream_and_the_reserve_returned(client
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
     assert len(events) == 101 and events[-1] == "data: [DONE]"
     assert remaining(resp, "tpm-h") == 1000 - 30  # the reserve, taken up front
+    assert '"tpm-h";q=1000;qu="units";w=86400' in resp.headers["ratelimit-policy"]  # a budget counts units
     resp, _ = stream(client, "/v1/header?tokens=0", "h1")
     assert remaining(resp, "tpm-h") == 1000 - 100 - 30  # 100 debited, the first reserve back
 

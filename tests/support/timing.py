@@ -88,3 +88,28 @@ class Stopwatch:
     def run_for(self) -> float:
         """The span less the time the process was not run: what the code itself cost."""
         return max(0.0, self.elapsed - self.stalled)
+
+
+class ManualClock:
+    """A memory store's clock (``MemoryStore(clock=...)``, integer microseconds) that stands
+    still until the test moves it: decisions made one after another are simultaneous however
+    loaded the machine. ``follow_real=True``: it runs with the real monotonic clock (for code
+    that really sleeps) until :meth:`freeze`."""
+
+    def __init__(self, start_us: int = 1_000_000_000, *, follow_real: bool = False) -> None:
+        self.now_us = start_us
+        self._offset = start_us - time.monotonic_ns() // 1000 if follow_real else None
+
+    def __call__(self) -> int:
+        if self._offset is not None:
+            return time.monotonic_ns() // 1000 + self._offset
+        return self.now_us
+
+    def advance(self, seconds: float) -> None:
+        assert self._offset is None, "a clock that follows the real one is not moved by hand"
+        self.now_us += round(seconds * 1_000_000)
+
+    def freeze(self) -> None:
+        """Stand still from now on (see ``advance``)."""
+        self.now_us = self()
+        self._offset = None

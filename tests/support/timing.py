@@ -29,6 +29,7 @@ class StallMeter:
 
     def __init__(self) -> None:
         self._late = 0.0
+        self.events: list[tuple[float, float]] = []  # (woke at, late by): the process not run before it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="stall-meter", daemon=True)
@@ -41,6 +42,7 @@ class StallMeter:
             if late > 0.001:
                 with self._lock:
                     self._late += late
+                    self.events.append((t0 + TICK_S + late, late))
 
     def __enter__(self) -> StallMeter:
         self._thread.start()
@@ -59,10 +61,22 @@ class StallMeter:
     def mark(self) -> float:
         return self.total
 
+    def between(self, t0: float, t1: float) -> float:
+        """Seconds the process was not run between ``t0`` and ``t1`` (``time.monotonic()``),
+        plus one tick."""
+        with self._lock:
+            events = list(self.events)
+        return not_run_between(events, t0, t1) + TICK_S
+
     def since(self, mark: float) -> float:
         """Seconds not run since ``mark``, plus one tick (a stall still under way is seen
         only when the thread wakes)."""
         return self.total - mark + TICK_S
+
+
+def not_run_between(events: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """The overlap of [t0, t1] with the stalls ``events`` ((woke at, late by) pairs)."""
+    return sum(max(0.0, min(woke, t1) - max(woke - late, t0)) for woke, late in events)
 
 
 class Stopwatch:

@@ -56,7 +56,7 @@ async def store(cluster: RedisClusterServers, key_prefix: str) -> AsyncIterator[
         await s.aclose()
 
 
-async def eventually_allowed(store: RedisStore, check: Check, within: float = 10.0) -> None:
+async def eventually_allowed(store: RedisStore, check: Check, within: float = 30.0) -> None:
     """Decide until one call is allowed (short timeouts may trip while a client warms up)."""
     deadline = time.monotonic() + within
     while True:

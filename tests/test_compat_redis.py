@@ -21,6 +21,9 @@ from fastapi_ratelimits.compat import (
     TokenBucketLimiter,
 )
 
+# the shared Redis on a busy machine: the default 50 ms store timeout is not what these tests are about
+TIMEOUT_MS = 5000
+
 NOT_QUEUE = [
     TokenBucketLimiter,
     LeakyBucketLimiter,
@@ -54,7 +57,8 @@ def keys_under(client: redis.Redis, prefix: str) -> list[bytes]:
 
 @pytest.mark.parametrize("cls", NOT_QUEUE)
 def test_sync_client_counts_in_redis(cls: type[TokenBucketLimiter], sync_client: redis.Redis, key_prefix: str) -> None:
-    limiter = cls(3, 0.01, backend="redis", redis_client=sync_client, key_prefix=key_prefix)
+    limiter = cls(3, 0.01, backend="redis", redis_client=sync_client, key_prefix=key_prefix,
+                  timeout_ms=TIMEOUT_MS)
     assert [limiter.allow_request("alice") for _ in range(4)] == [True, True, True, False]
     assert limiter.allow_request("bob")
     status = limiter.get_status("alice")
@@ -72,7 +76,8 @@ def test_sync_client_counts_in_redis(cls: type[TokenBucketLimiter], sync_client:
 async def test_async_client_counts_in_redis(
     cls: type[TokenBucketLimiter], async_client: aioredis.Redis, key_prefix: str
 ) -> None:
-    limiter = cls(3, 0.01, scope="global", backend="redis", redis_client=async_client, key_prefix=key_prefix)
+    limiter = cls(3, 0.01, scope="global", backend="redis", redis_client=async_client, key_prefix=key_prefix,
+                  timeout_ms=TIMEOUT_MS)
     assert [await limiter.aallow_request(who) for who in "abcd"] == [True, True, True, False]
     assert (await limiter.aget_status())["remaining"] == 0
     assert await limiter.aget_wait_time() > 0
@@ -87,26 +92,29 @@ async def test_two_processes_share_a_named_limit(async_client: aioredis.Redis, r
     other = aioredis.Redis.from_url(redis_url)
     try:
         a = TokenBucketLimiter(2, 0.01, scope="global", backend="redis", redis_client=async_client,
-                               name="checkout", key_prefix=key_prefix)
+                               name="checkout", key_prefix=key_prefix, timeout_ms=TIMEOUT_MS)
         b = TokenBucketLimiter(2, 0.01, scope="global", backend="redis", redis_client=other,
-                               name="checkout", key_prefix=key_prefix)
+                               name="checkout", key_prefix=key_prefix, timeout_ms=TIMEOUT_MS)
         assert await a.aallow_request() and await b.aallow_request()
         assert not await a.aallow_request() and not await b.aallow_request()
-        c = TokenBucketLimiter(2, 0.01, scope="global", backend="redis", redis_client=other, key_prefix=key_prefix)
+        c = TokenBucketLimiter(2, 0.01, scope="global", backend="redis", redis_client=other, key_prefix=key_prefix,
+                               timeout_ms=TIMEOUT_MS)
         assert await c.aallow_request()
     finally:
         await other.aclose()
 
 
 def test_sync_methods_with_an_async_client_say_so(async_client: aioredis.Redis, key_prefix: str) -> None:
-    limiter = TokenBucketLimiter(2, 1, backend="redis", redis_client=async_client, key_prefix=key_prefix)
+    limiter = TokenBucketLimiter(2, 1, backend="redis", redis_client=async_client, key_prefix=key_prefix,
+                                 timeout_ms=TIMEOUT_MS)
     for call in (limiter.allow_request, limiter.get_status, limiter.get_wait_time, limiter.get_retry_after, limiter.reset):
         with pytest.raises(TypeError, match=r"await limiter\.a"):
             call("x")
 
 
 async def test_async_methods_with_a_sync_client_say_so(sync_client: redis.Redis, key_prefix: str) -> None:
-    limiter = TokenBucketLimiter(2, 1, backend="redis", redis_client=sync_client, key_prefix=key_prefix)
+    limiter = TokenBucketLimiter(2, 1, backend="redis", redis_client=sync_client, key_prefix=key_prefix,
+                                 timeout_ms=TIMEOUT_MS)
     with pytest.raises(TypeError, match="allow_request"):
         await limiter.aallow_request("x")
     with pytest.raises(TypeError, match="get_status"):
@@ -116,26 +124,28 @@ async def test_async_methods_with_a_sync_client_say_so(sync_client: redis.Redis,
 
 
 async def test_queue_on_redis_waits_in_line(async_client: aioredis.Redis, key_prefix: str) -> None:
-    limiter = QueueLimiter(2, 20, backend="redis", redis_client=async_client, key_prefix=key_prefix)  # every 50 ms
+    # every 250 ms: the four decisions fall within one interval even on a busy machine
+    limiter = QueueLimiter(2, 4, backend="redis", redis_client=async_client, key_prefix=key_prefix,
+                           timeout_ms=TIMEOUT_MS)
     loop = asyncio.get_running_loop()
     started = loop.time()
     results = await asyncio.gather(*(limiter.aallow_request("q") for _ in range(4)))
     assert sorted(results) == [False, True, True, True]
-    assert loop.time() - started >= 0.1  # the third admitted waited two intervals
+    assert loop.time() - started >= 0.5  # the third admitted waited two intervals
 
 
 def test_sync_and_async_clients_see_the_same_counters(
     sync_client: redis.Redis, redis_url: str, key_prefix: str
 ) -> None:
     sync_limiter = FixedWindowRateLimiter(2, 0.01, backend="redis", redis_client=sync_client,
-                                          name="both", key_prefix=key_prefix)
+                                          name="both", key_prefix=key_prefix, timeout_ms=TIMEOUT_MS)
     assert sync_limiter.allow_request("k")
 
     async def from_async() -> bool:
         client = aioredis.Redis.from_url(redis_url)
         try:
             limiter = FixedWindowRateLimiter(2, 0.01, backend="redis", redis_client=client,
-                                             name="both", key_prefix=key_prefix)
+                                             name="both", key_prefix=key_prefix, timeout_ms=TIMEOUT_MS)
             return await limiter.aallow_request("k")
         finally:
             await client.aclose()

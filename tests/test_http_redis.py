@@ -154,7 +154,7 @@ def test_workers_share_counters_on_redis(tmp_path: Path, redis_url: str, key_pre
     path = tmp_path / "ratelimits.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1
-        storage: {{url: "{redis_url}", key_prefix: {key_prefix}}}
+        storage: {{url: "{redis_url}", key_prefix: {key_prefix}, timeout_ms: 5000}}
         defaults: {{algorithm: sliding_window_log}}
         exempt: {{paths: [/health]}}
         rules:

@@ -254,7 +254,7 @@ async def test_a_raised_limit_lets_a_refused_client_in_at_once(tmp_path: Path) -
 async def test_counters_survive_a_reload_on_redis(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
     def write(items: str) -> Path:
         return rules_file(tmp_path / "ratelimits.yaml", items,
-                          tail=f"storage: {{url: '{redis_url}', key_prefix: {key_prefix}}}\n")
+                          tail=f"storage: {{url: '{redis_url}', key_prefix: {key_prefix}, timeout_ms: 5000}}\n")
 
     path = write("2/hour")
     app = standard_app()

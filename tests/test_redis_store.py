@@ -391,10 +391,10 @@ async def test_aclose_leaves_a_passed_client_open(redis_url: str, key_prefix: st
     await store.decide([Check("c", "gcra", "k", (lim(3),))])
     await store.aclose()
     assert await client.ping()
-    assert await RedisStore(client, key_prefix=key_prefix).reset() == 1
+    assert await RedisStore(client, key_prefix=key_prefix, timeout_ms=5000).reset() == 1
     await client.aclose()
     with pytest.raises(TypeError):
-        RedisStore.connect(redis.Redis(), key_prefix=key_prefix)  # type: ignore[arg-type]
+        RedisStore.connect(redis.Redis(), key_prefix=key_prefix, timeout_ms=5000)  # type: ignore[arg-type]
 
 
 async def test_a_url_store_closes_what_it_opened(redis_url: str, key_prefix: str) -> None:
@@ -478,7 +478,7 @@ async def test_sentinel_url(own_redis: RedisServer) -> None:
         with redis.Redis.from_url(own_redis.url) as direct:
             assert direct.exists(f"sn:{{s:k}}:token_bucket:{MINUTE}") == 1
         await store.aclose()
-        sync = SyncRedisStore.from_url(f"redis+sentinel://127.0.0.1:{port}/mymaster", key_prefix="sn")
+        sync = SyncRedisStore.from_url(f"redis+sentinel://127.0.0.1:{port}/mymaster", key_prefix="sn", timeout_ms=2000)
         assert not sync.decide_sync([check])[0].allowed
         sync.close()
 

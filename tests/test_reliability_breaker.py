@@ -57,7 +57,7 @@ async def guarded(own_redis: RedisServer, clock: Clock) -> AsyncIterator[Breaker
 
 
 async def warm(store: BreakerStore) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:  # connect and load the script, on a busy box too
         try:
             await store.decide([CHECK])

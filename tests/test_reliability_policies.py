@@ -85,7 +85,7 @@ async def test_local_while_down_then_back_on_the_store(own_redis: RedisServer, k
     app = standard_app()
     install(app, rules(rule("here", limit="6/hour"),
                        storage={"url": own_redis.url, "key_prefix": key_prefix, "on_error": "local",
-                                "timeout_ms": 200, "instances": 2, "breaker_reset_ms": 100}))
+                                "timeout_ms": 2000, "instances": 2, "breaker_reset_ms": 100}))
     async with client(app) as c:
         assert (await c.get("/api/search")).headers["ratelimit"] == '"here";r=5;t=3600'  # on Redis
         own_redis.kill()

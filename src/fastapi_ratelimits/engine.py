@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from .admin import admin_templates
 from .algorithms.base import LimitParams
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
@@ -248,7 +249,7 @@ class Engine:
         admin = config.admin.path if config.admin.enabled else None
         self.matcher: Matcher[CompiledRule] = Matcher(
             [(r.match, r) for r in rules], exempt_paths=config.exempt.paths, admin_path=admin,
-            docs_paths=docs_paths, routes=routes,
+            docs_paths=docs_paths, routes=routes, admin_templates=admin_templates(admin) if admin else (),
         )
 
     def rule(self, name: str) -> CompiledRule:

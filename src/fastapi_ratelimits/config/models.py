@@ -131,7 +131,7 @@ def parse_identity_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _identity_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ValueError(f"{name!r} is not an identity name (letters, digits, _ . -; at most 64)")
     if name in BUILTIN_SCOPES:
         raise ValueError(f"{name!r} is built in; give your identity another name")
@@ -378,7 +378,7 @@ class Rule(_LimitsMixin):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a rule name (letters, digits, _ . -; at most 64)")
         return v
 

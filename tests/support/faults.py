@@ -39,6 +39,7 @@ LOCAL = LIMIT // INSTANCES
 POLICIES = {"/a": "allow", "/d": "deny", "/l": "local"}
 RULE_OF = {"/a": "a", "/d": "d", "/l": "l"}
 PATHS = tuple(POLICIES)
+DOWN_SAMPLES = 15  # answers per path while the store is down, at least (check_on_error wants 10)
 RECOVERY_BOUND_S = 10.0  # limiting is back this soon after the heal: a failure bound (a loaded machine is slow)
 DECISION_MARGIN_MS = 250  # a decision, measured in the app, takes at most timeout_ms + this
 LOOP_LAG_BOUND_MS = 500  # the app's event loop is never blocked longer than this
@@ -126,6 +127,14 @@ def run(url: str, fault: Callable[[], None], heal: Callable[[], None] | None, *,
         fault()
         t_fault = time.monotonic()
         time.sleep(down)
+        if heal is not None:
+            # down for at least ``down`` seconds and until every path had DOWN_SAMPLES answers
+            # meanwhile (a busy machine sends the load slowly)
+            def enough_while_down() -> bool:
+                seen = load.since(t_fault + 0.05)
+                return all(sum(1 for s in seen if s.path == p) >= DOWN_SAMPLES for p in PATHS)
+
+            wait_until(enough_while_down, 30, what=f"{DOWN_SAMPLES} answers on every path while down")
         t_heal: float | None = None
         t_heal_start: float | None = None
         if heal is not None:

@@ -37,7 +37,7 @@ from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
 from .rates import Rate, window_label
 from .registry import IdentityFn, get_algorithm
 from .routes import RouteTable
-from .storage.base import Check, CheckResult, Store
+from .storage.base import MAX_KEY_BYTES, Check, CheckResult, Store, compact_key
 
 log = logging.getLogger("fastapi_ratelimits")
 _IP_CHECKS = 4096  # checks kept per ip rule (a Check is immutable: the same one serves every request)
@@ -340,6 +340,8 @@ class Engine:
                 key = "ip:" + client.key
             else:
                 key = identity.prefix + value
+                if len(key) > MAX_KEY_BYTES:
+                    key = compact_key(key)
             rules.append(crule)
             sets.append(ls)
             checks.append(Check(crule.name, crule.algorithm, key, ls.params, ls.cost, crule.shadow))
@@ -366,7 +368,7 @@ class Engine:
                     continue
                 key = "ip:" + prep.client.key
             else:
-                key = crule.identity.prefix + str(value)
+                key = compact_key(crule.identity.prefix + str(value))
             c = prep.checks[i]
             prep.checks[i] = Check(c.rule, c.algorithm, key, c.limits, c.cost, c.shadow)
         prep.pending = None

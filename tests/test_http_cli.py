@@ -123,7 +123,7 @@ def test_demo_serves_the_quickstart(tmp_path: Path) -> None:
             last = c.get("/api/search")
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=10)[0].decode()
+        out = proc.communicate(timeout=30)[0].decode()
     assert codes == [200] * 5 + [429]
     assert health == [200] * 3
     assert last.status_code == 429 and last.json()["rule"] == "per-ip"

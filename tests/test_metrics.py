@@ -147,13 +147,14 @@ def test_the_per_decision_cost_is_tiny() -> None:
     m = Metrics()
     m.set_rules([f"rule{i}" for i in range(200)])
     n = 100_000
-    t = time.perf_counter()
+    t = time.thread_time()
     for _ in range(n):
         m.decision("rule7", "allowed")
-    per_call_us = (time.perf_counter() - t) / n * 1e6
+    per_call_us = (time.thread_time() - t) / n * 1e6
     print(f"\n  Metrics.decision: {per_call_us:.2f} us per call")
     assert decisions(m, "rule7", "allowed") == n
-    assert per_call_us < 20  # generous for a loaded 2-core machine; typically well under 1 us
+    # CPU time of this thread (other work on the machine does not add to it); typically under 1 us
+    assert per_call_us < 20
 
 
 def test_without_prometheus_client_a_noop_with_the_same_methods(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ from .headers import rate_limit_headers
 from .identity import Identity, RequestView, _builtin, _from_callable
 from .middleware import DEPENDENCY_KEY, SCOPE_KEY
 from .registry import IdentityFn, get_algorithm
+from .storage.base import compact_key
 from .storage.memory import MemoryStore
 
 _DEFAULT_CONFIG = RateLimitsConfig(version=1)
@@ -134,7 +135,7 @@ class RateLimitDependency:
                 return
             key = "ip:" + client.key
         else:
-            key = identity.prefix + str(value)
+            key = compact_key(identity.prefix + str(value))
         ls = crule.base
         check = crule.check(key)
         t0 = time.perf_counter()

@@ -35,6 +35,7 @@ from starlette.responses import Response
 
 from .admin import build_admin_router
 from .admin_page import admin_page_router
+from .budgets import CostFn
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
@@ -101,8 +102,11 @@ class RateLimits:
 
     def __init__(self, app: Any, source: Source, loaded: LoadedConfig, *, storage: Any = None,
                  watch: bool = False, identities: Mapping[str, IdentityFn] | None = None,
-                 on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None) -> None:
+                 on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None,
+                 costs: Mapping[str, CostFn] | None = None) -> None:
         self.app = app
+        #: cost functions of rules with ``cost: {from: function, name: ...}`` (see :mod:`.budgets`)
+        self.costs: dict[str, CostFn] = dict(costs or {})
         self.source = source
         # A path is made absolute (a reload reads the file install() read, whatever the working
         # directory is by then) but not resolved: a Kubernetes ..data swap changes where it leads.
@@ -420,9 +424,14 @@ class RateLimits:
         res = await store.peek(check, self._now())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 0)
-        out = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
+        out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
         if crule.rule.match.websocket:
             out.update(await self.websockets.status(crule.name, full))
+        budget = crule.rule.budget
+        if budget is not None:  # a cost from the response: what it reads, and whether its reserve fits now
+            fits = await store.peek(crule.check(full, cost=budget.reserve), self._now())
+            out["budget"] = {"from": budget.source, "name": budget.name, "reserve": budget.reserve,
+                             "max": budget.max, "admits": fits.allowed}
         return out
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
@@ -490,7 +499,7 @@ def _mount_admin(app: Any, limits: RateLimits) -> None:
 
 def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: bool | None = None,
             identities: Mapping[str, IdentityFn] | None = None, on_refused: OnRefused | None = None,
-            clock: Callable[[], float] | None = None) -> RateLimits:
+            clock: Callable[[], float] | None = None, costs: Mapping[str, CostFn] | None = None) -> RateLimits:
     """Protect ``app`` with the rules of ``path_or_config`` (a .yaml/.yml/.toml path, a dict
     or a ``RateLimitsConfig``). Raises ``ConfigError`` at once for a bad file.
 
@@ -500,15 +509,20 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     ``identities``: ``{"name": fn(request) -> str | None}`` usable as rule scopes.
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).
+    ``costs``: ``{"name": fn(produced) -> int}``, the costs of rules with ``cost: {from: function}``.
     """
     show_by_default()  # log lines visible under uvicorn's default logging config (logs.py)
     loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
+    for rule in loaded.config.rules:
+        b = rule.budget
+        if b is not None and b.source == "function" and b.name not in (costs or {}):
+            raise ConfigError(f"rule {rule.name!r}: cost function {b.name!r} was not given to install(costs=...)")
     _check_admin(loaded.config)
     check_storage(loaded.config.storage, storage)
     if watch is None:
         watch = not isinstance(path_or_config, (Mapping, RateLimitsConfig))
     limits = RateLimits(app, path_or_config, loaded, storage=storage, watch=watch, identities=identities,
-                        on_refused=on_refused, clock=clock)
+                        on_refused=on_refused, clock=clock, costs=costs)
     app.add_middleware(RateLimitMiddleware, limits=limits)
     _wrap_lifespan(app, limits)
     if loaded.config.admin.enabled:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import budgets
 from .engine import verdict
 from .headers import rate_limit_headers
 from .problem import PROBLEM_JSON, problem_body
@@ -90,6 +91,7 @@ class RateLimitMiddleware:
         admitted: tuple[Headers, int] | None = None
         prep: Prepared | None = None
         results: Sequence[CheckResult] | None = None
+        tab: budgets.Tab | None = None
         try:
             engine = limits._active.engine
             prep = engine.prepare(scope)
@@ -127,20 +129,22 @@ class RateLimitMiddleware:
                             or not limits._count_admitted(prep.rules, results, _perf_counter() - t0)):
                         decision = verdict(prep.rules, prep.sets, results)
                         limits._notify_decision(decision, _perf_counter() - t0)
+                    if engine.budgets and (admitted is not None or (decision is not None and decision.allowed)):
+                        tab = budgets.tab_for(engine.budgets, prep, results, store, scope, clock, limits)
                 elif decision is not None:
                     limits._notify_decision(decision, _perf_counter() - t0)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
-            decision = admitted = None
+            decision = admitted = tab = None
         if admitted is not None:  # the common case: admitted, headers straight from the results
             headers, delay_us = admitted
             if delay_us:
                 await asyncio.sleep(delay_us / 1_000_000)
+            app = self.app if tab is None else partial(budgets.run, self.app, tab)
             if not headers:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
             else:
-                await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
-                                                       results))
+                await app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep, results))
             return
         if decision is None:
             await self.app(scope, receive, send)
@@ -151,10 +155,11 @@ class RateLimitMiddleware:
             return
         if decision.delay > 0:
             await asyncio.sleep(decision.delay)
+        app = self.app if tab is None else partial(budgets.run, self.app, tab)
         if not headers:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
-        await self.app(scope, receive, _with_headers(send, headers, scope, decision))
+        await app(scope, receive, _with_headers(send, headers, scope, decision))
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, decision: Decision,
                       headers: Headers) -> None:

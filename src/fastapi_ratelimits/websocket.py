@@ -56,7 +56,7 @@ from .identity import RequestView
 from .matching import Matcher, RuleMatch
 from .rates import Rate, window_label
 from .registry import get_algorithm
-from .storage.base import Check, Store
+from .storage.base import Check, Store, compact_key
 from .storage.breaker import CircuitOpen
 from .storage.memory import MemoryStore
 from .storage.slots import SlotResult
@@ -546,7 +546,7 @@ async def _resolve_keys(rules: Sequence[WsRule], view: RequestView, client: Clie
                 continue
             keys[crule.name] = "ip:" + client.key
         else:
-            keys[crule.name] = identity.prefix + str(value)
+            keys[crule.name] = compact_key(identity.prefix + str(value))
     return keys
 
 

@@ -10,7 +10,8 @@ tokens when there are that many. Decision, in this order on doubles::
     admitted when tokens + EPS >= cost  ->  left = max(tokens - cost, 0), state (left, ts)
         remaining = floor(left + EPS), reset = next(left, remaining)
     refused: retry_after = ceil((cost - tokens) * window / limit),
-             remaining = floor(tokens + EPS), reset = next(tokens, remaining)
+             remaining = max(floor(tokens + EPS), 0), reset = next(tokens, floor(tokens + EPS))
+    (tokens below zero only for a budget in debt, settled after its responses: remaining 0)
 
     next(x, r) = 0 when x + EPS >= burst (the bucket is full: nothing more can come),
                  else ceil((r + 1 - x) * window / limit): until one more whole token
@@ -58,7 +59,7 @@ class TokenBucket(Algorithm):
                     (touched, left, ts))
         r = floor(tokens + EPS)
         return (
-            False, r, 0 if tokens + EPS >= cap else ceil((r + 1 - tokens) * window / limit),
+            False, r if r > 0 else 0, 0 if tokens + EPS >= cap else ceil((r + 1 - tokens) * window / limit),
             ceil((cost - tokens) * window / limit), 0, None,
         )
 

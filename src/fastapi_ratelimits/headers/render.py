@@ -57,13 +57,13 @@ def quota_unit(cost: int) -> str | None:
 
 
 def pieces(dialect: Dialect, names: Sequence[str], quotas: Sequence[int], windows_s: Sequence[int], cost: int,
-           partition: bytes | None = None) -> Pieces:
+           partition: bytes | None = None, unit: str | None = None) -> Pieces:
     """Precompute the header bytes of one tier. ``partition`` (a salt, e.g. the key prefix
     and the rule name) asks for ``pk`` on the structured items."""
     sf = dialect.structured
     if sf is None:
         return Pieces(dialect, dialect.bits, b"", (), (), None)
-    unit = quota_unit(cost)
+    unit = unit or quota_unit(cost)  # a budget (cost from the response) counts units, whatever its reserve
     items = tuple(sf.policy_item(n, q, w, unit) for n, q, w in zip(names, quotas, windows_s, strict=True))
     formats = tuple(sf.limit_format(n) for n in names)
     salt = hashlib.blake2b(partition, digest_size=32).digest() if partition is not None else None

@@ -33,6 +33,15 @@ def safe_key(identity: str) -> str:
     return f"h:{digest}"
 
 
+def compact_key(key: str) -> str:
+    """A key as a :class:`Check` carries it: one longer than 64 bytes is hashed at once, so
+    that what is kept after the request (the top-callers buffer, the refusal cache, a
+    decision listener) holds a digest, never a 64 KB header value. The store's
+    :func:`safe_key` then sees a short key (it hashes ``h:`` keys once more, as it hashes
+    every key that looks like a digest, so the result is still a digest of the value)."""
+    return key if len(key) <= MAX_KEY_BYTES else safe_key(key)
+
+
 @dataclass(slots=True, unsafe_hash=True)
 class Check:
     """One rule for one identity. Treat it as immutable (not ``frozen`` only because a

@@ -38,6 +38,7 @@ from typing import Any
 from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..registry import get_algorithm
 from .base import Check, CheckResult
+from .settle import settle_state
 from .slots import SlotOp, SlotResult, slot_step
 
 _SWEEP = 2  # expired keys dropped per insert
@@ -423,6 +424,33 @@ class MemoryStore:
 
     async def peek(self, check: Check, now_us: int | float | None = None) -> CheckResult:
         return self.peek_sync(check, now_us)
+
+    def settle_sync(self, checks: Sequence[Check], deltas: Sequence[float], now_us: int | float | None = None,
+                    ) -> list[list[float]]:
+        """Correct each check by its delta (the actual cost minus the reserve taken), on
+        every limit of it (see :mod:`.settle`); answers the level left per limit."""
+        now = float(self.clock() if now_us is None else now_us)
+        out: list[list[float]] = []
+        with self._lock:
+            for check, delta in zip(checks, deltas, strict=True):
+                key: str | bytes = memory_key(check.key)
+                levels: list[float] = []
+                for p in check.limits:
+                    tbl = self._table(check.rule, check.algorithm, p)
+                    entry = tbl.entries.get(key)
+                    live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                    state, life_us = settle_state(check.algorithm, None if live is None else live[1:], now, delta, p)
+                    # kept while its state matters (a debt outlives the ordinary TTL): the
+                    # touched time moves forward, never back
+                    touched = max(now, now + life_us - tbl.ttl, live[0] if live is not None else now)
+                    self._store(tbl, key, entry, (touched, *state), now)
+                    levels.append(state[1] if check.algorithm != "token_bucket" else state[0])
+                out.append(levels)
+        return out
+
+    async def settle(self, checks: Sequence[Check], deltas: Sequence[float], now_us: int | float | None = None,
+                     ) -> list[list[float]]:
+        return self.settle_sync(checks, deltas, now_us)
 
     def reset_sync(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule, one key of every rule, or

@@ -26,7 +26,7 @@ ALGORITHMS['token_bucket'] = {
     local r = math.floor(tokens + EPS)
     local reset = 0
     if tokens + EPS < cap then reset = math.ceil((r + 1 - tokens) * p.window_us / p.limit) end
-    return 0, r, reset, math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
+    return 0, math.max(r, 0), reset, math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'tokens', pending[1], 'ts', pending[2])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +36,8 @@ from .engine import CompiledRule, verdict
 from .fallback import decide_checks
 from .headers import rate_limit_headers
 from .identity import Identity, RequestView, _builtin, _from_callable
-from .middleware import DEPENDENCY_KEY, SCOPE_KEY
 from .registry import IdentityFn, get_algorithm
+from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 from .storage.memory import MemoryStore
 
 _DEFAULT_CONFIG = RateLimitsConfig(version=1)
@@ -71,7 +70,11 @@ def setup_app(app: Any) -> None:
 
 
 def _default_name(depth: int = 2) -> str:
-    frame = sys._getframe(depth)
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        frame = frame.f_back if frame is not None else None
+    if frame is None:  # a Python without frames
+        return "limit"
     module = str(frame.f_globals.get("__name__", "app"))
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{module}-L{frame.f_lineno}")
     return name[-64:].lstrip("_.-") or "limit"
@@ -110,12 +113,11 @@ class RateLimitDependency:
         scope = request.scope
         handle = scope.get(SCOPE_KEY)
         if handle is not None:
-            if handle._code_rules.get(self.rule.name) is not self.rule:
-                handle._code_rules[self.rule.name] = self.rule
-            store = handle.store or await handle._ensure_store()
-            local = handle._local
+            handle.use_code_rule(self.rule)
+            store = handle.store or await handle.ensure_store()
+            local = handle.local_store
             resolver = handle.engine.client_ip
-            now = handle._now()
+            now = handle.now_us()
         else:
             if self._store is None:
                 self._store = MemoryStore()
@@ -141,7 +143,7 @@ class RateLimitDependency:
         results, error, fallback = await decide_checks(store, local, [check], [crule], [ls], now)
         decision = verdict([crule], [ls], results, error, fallback, [check])
         if handle is not None:
-            handle._notify_decision(decision, time.perf_counter() - t0)
+            handle.notify_decision(decision, time.perf_counter() - t0)
         scope.setdefault(DEPENDENCY_KEY, []).append(decision)
         headers = {k.decode(): v.decode() for k, v in rate_limit_headers(decision)}
         if not decision.allowed:

@@ -91,8 +91,8 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> lis
 
 def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult],
                      ) -> tuple[list[tuple[bytes, bytes]], int] | None:
-    """The headers and the queue delay (microseconds) of a request every enforced rule
-    admitted, straight from the store's results; None when one refused (then the full
+    """The headers and the queue delay (microseconds) of a request every rule admitted,
+    straight from the store's results; None when one refused (then the full
     :func:`~fastapi_ratelimits.engine.verdict` and :func:`rate_limit_headers` answer).
 
     The same headers :func:`rate_limit_headers` writes for the admitted decision: every
@@ -103,10 +103,9 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
     items: list[bytes] | None = None
     tight: tuple[int, int, int] | None = None
     for crule, ls, res in zip(rules, sets, results, strict=True):
-        if not res.allowed:
-            if not crule.shadow:
-                return None
-        elif not crule.shadow:
+        if not res.allowed:  # a shadow rule's too: its refusal is reported from the full decision
+            return None
+        if not crule.shadow:
             for lr in res.results:
                 if lr.delay_us > delay:
                     delay = lr.delay_us
@@ -147,24 +146,66 @@ Admit = Callable[[Sequence["CheckResult"]], "tuple[list[tuple[bytes, bytes]], in
 
 
 def admit_for(rules: Sequence[CompiledRule], sets: Sequence[LimitSet]) -> Admit:
-    """:func:`admitted_headers` for these rules and limit sets, specialised once per plan
-    for the common shape (one enforced ``ietf`` rule of one limit)."""
-    if len(rules) == 1 and len(sets[0].params) == 1 and rules[0].header_bits == IETF_BIT and not rules[0].shadow:
-        policy = (RATELIMIT_POLICY, sets[0].policy)
-        prefix = sets[0].item_prefixes[0]
+    """:func:`admitted_headers` for these rules and limit sets, compiled once per plan.
 
-        def one_ietf(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+    When every rule writes ``ietf`` headers or none, the answer is written in one pass: the
+    ``RateLimit-Policy`` value is the same for every request of the plan (computed here),
+    and the ``RateLimit`` value is one ``%`` of a template made here with the numbers of
+    every limit, in the order :func:`admitted_headers` writes them. Any refusal (a shadow
+    rule's included: its decision is reported) answers None, as :func:`admitted_headers`
+    would have its caller build the full decision. Other header modes use
+    :func:`admitted_headers` itself. ``tests/test_headers_plan.py`` holds the two equal."""
+    if any(r.header_bits & ~IETF_BIT for r in rules):
+        def general(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+            return admitted_headers(rules, sets, results)
+
+        return general
+    shown = tuple(bool(r.header_bits) for r in rules)
+    waits = tuple(not r.shadow for r in rules)  # an enforced rule's queue delay counts
+    written = [ls for r, ls in zip(rules, sets, strict=True) if r.header_bits]
+    if not written:
+        def no_headers(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+            delay = 0
+            for res, wait in zip(results, waits, strict=True):
+                if not res.allowed:
+                    return None
+                if wait:
+                    for lr in res.results:
+                        if lr.delay_us > delay:
+                            delay = lr.delay_us
+            return [], delay
+
+        return no_headers
+    policy = (RATELIMIT_POLICY, b", ".join(ls.policy for ls in written))
+    template = b", ".join(prefix.replace(b"%", b"%%") + b"%d;t=%d" for ls in written for prefix in ls.item_prefixes)
+    numbers_expected = 2 * sum(len(ls.item_prefixes) for ls in written)
+    if len(rules) == 1 and len(sets[0].params) == 1 and not rules[0].shadow:  # one rule of one limit
+        def one(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
             res = results[0]
             if not res.committed:  # refused (or not decided): the full path answers
                 return None
             lr = res.results[0]
             reset = lr.reset_us
-            return [policy, (RATELIMIT, b"%s%d;t=%d" % (prefix, lr.remaining, -(-reset // 1_000_000) if reset > 0
-                                                        else 0))], lr.delay_us
+            return [policy, (RATELIMIT, template % (lr.remaining, -(-reset // 1_000_000) if reset > 0 else 0))
+                    ], lr.delay_us
 
-        return one_ietf
+        return one
 
-    def general(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
-        return admitted_headers(rules, sets, results)
+    def many(results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+        numbers: list[int] = []
+        delay = 0
+        for res, show, wait in zip(results, shown, waits, strict=True):
+            if not res.allowed:
+                return None
+            for lr in res.results:
+                if show:
+                    reset = lr.reset_us
+                    numbers.append(lr.remaining)
+                    numbers.append(-(-reset // 1_000_000) if reset > 0 else 0)
+                if wait and lr.delay_us > delay:
+                    delay = lr.delay_us
+        if len(numbers) != numbers_expected:  # a store that left a limit out: the general path
+            return admitted_headers(rules, sets, results)
+        return [policy, (RATELIMIT, template % tuple(numbers))], delay
 
-    return general
+    return many

@@ -39,6 +39,7 @@ from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
+from .gate import Gate
 from .logs import RefusalLogger, escape
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
@@ -46,7 +47,7 @@ from .middleware import RateLimitMiddleware
 from .registry import IdentityFn
 from .reload import FileWatcher
 from .storage.base import Store
-from .storage.factory import check_storage, is_memory, open_store
+from .storage.factory import check_storage, is_memory, open_store, refusal_cache
 from .storage.memory import MemoryStore
 
 log = logging.getLogger("fastapi_ratelimits")
@@ -126,14 +127,16 @@ class RateLimits:
         self._decision_listeners: list[Callable[[Decision, float], None]] = []
         self._reload_listeners: list[Callable[[ReloadResult], None]] = []
         self._reload_lock: asyncio.Lock | None = None
-        self._open_lock: asyncio.Lock | None = None
-        self._after_reload: list[Callable[[], None]] = []
         self._code_rules: dict[str, CompiledRule] = {}  # limit() dependencies seen so far
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
         self.refusals = RefusalLogger(log)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
+        #: decides each HTTP request for the middleware (kept current by this handle)
+        self.gate = Gate(self._active.engine, local=self._local, metrics=self.metrics,
+                         notify=self.notify_decision, listeners=self._decision_listeners,
+                         open_store=self.ensure_store, clock_us=self._clock_us)
         self._set_metrics(self.metrics)
 
     # -- metrics and refusal logs ---------------------------------------------------------
@@ -141,7 +144,7 @@ class RateLimits:
         """Use ``metrics`` (a :class:`Metrics` or ``NoopMetrics``) from now on."""
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
-        self._count_admitted = metrics.count_admitted
+        self.gate.metrics = metrics
         metrics.accept_rule = self._code_rules.__contains__
         metrics.set_rules(self._rule_names())
         loaded = self._active.loaded
@@ -189,8 +192,21 @@ class RateLimits:
             raise KeyError(f"unknown rule {name!r}")
         return found
 
-    def _now(self) -> int | None:
+    def now_us(self) -> int | None:
+        """The injected clock's time in microseconds (``install(clock=)``), else None
+        (the store's own clock decides)."""
         return self._clock_us() if self._clock_us is not None else None
+
+    @property
+    def local_store(self) -> Store:
+        """The per-process store of ``on_error: local``."""
+        return self._local
+
+    def use_code_rule(self, rule: CompiledRule) -> None:
+        """Know ``rule``, a ``limit()`` dependency that runs under this handle (admin API,
+        metrics labels, ``reset``)."""
+        if self._code_rules.get(rule.name) is not rule:
+            self._code_rules[rule.name] = rule
 
     # -- the store ----------------------------------------------------------------------
     @property
@@ -204,6 +220,7 @@ class RateLimits:
         self._store = open_store(self.config.storage, self._storage_override, self._clock_us)
         self._store_loop = None
         self._store_loop_check = False
+        self.gate.use_store(self._store, refusal_cache(self._store))
         self._reload_lock = asyncio.Lock()  # of this event loop
         if self.watch:
             await self._start_watcher()
@@ -247,13 +264,14 @@ class RateLimits:
 
     async def _close_store(self) -> None:
         store, self._store = self._store, None
+        self.gate.use_store(None, None)
         if store is not None:
             try:
                 await store.aclose()
             except Exception:
                 log.warning("closing the rate limit store failed", exc_info=True)
 
-    async def _ensure_store(self) -> Store:
+    async def ensure_store(self) -> Store:
         """The store, opened on first use when no lifespan ran. A network store opened that
         way is reopened when the event loop changes (TestClient without ``with`` runs each
         request on a loop of its own; its connections cannot cross loops)."""
@@ -270,6 +288,8 @@ class RateLimits:
             memory = is_memory(self._storage_override)
         self._store_loop_check = not memory
         self._store_loop = loop
+        # a store that follows the event loop is asked for on each request
+        self.gate.use_store(None if self._store_loop_check else store, refusal_cache(store))
         return store
 
     # -- listeners ----------------------------------------------------------------------
@@ -282,7 +302,7 @@ class RateLimits:
         counts metrics and logs refusals)."""
         self._decision_listeners.append(fn)
 
-    def _notify_decision(self, decision: Decision, seconds: float) -> None:
+    def notify_decision(self, decision: Decision, seconds: float) -> None:
         """The handle's own listener (metrics, refusal logs), then those added."""
         try:
             self._observe_decision(decision, seconds)
@@ -334,11 +354,10 @@ class RateLimits:
                 else:
                     self._warn_fixed_settings(old.loaded.config, loaded.config)
                     self._active = _Active(loaded, engine)  # the swap: one assignment
-                    for fn in self._after_reload:
-                        try:
-                            fn()
-                        except Exception:
-                            log.exception("after-reload hook failed")
+                    self.gate.engine = engine
+                    cache = refusal_cache(self._store) if self._store is not None else None
+                    if cache is not None:  # new rules: the refusals known may not hold
+                        cache.clear()
                     self.metrics.set_rules(self._rule_names())
                     self.metrics.config_loaded(loaded.hash, loaded.loaded_at)
                     reload_log.info("rate limit rules reloaded from %s: %d rules, hash %s",
@@ -367,11 +386,11 @@ class RateLimits:
         would be (the rule's base limits; tiers need a request)."""
         crule = self._rule(rule)
         check = crule.check(crule.key_for(key), cost=cost)
-        store = self._store or await self._ensure_store()
+        store = self._store or await self.ensure_store()
         t0 = time.perf_counter()
-        results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
+        results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self.now_us())
         decision = verdict([crule], [crule.base], results, error, fallback, [check])
-        self._notify_decision(decision, time.perf_counter() - t0)
+        self.notify_decision(decision, time.perf_counter() - t0)
         return decision
 
     async def status(self, rule: str, key: str) -> dict[str, Any]:
@@ -380,8 +399,8 @@ class RateLimits:
         crule = self._rule(rule)
         full = crule.key_for(key)
         check = crule.check(full, cost=1)
-        store = self._store or await self._ensure_store()
-        res = await store.peek(check, self._now())
+        store = self._store or await self.ensure_store()
+        res = await store.peek(check, self.now_us())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 1)
         return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
@@ -389,7 +408,7 @@ class RateLimits:
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule (``key=None``), one key under
         every rule (``rule=None``), or everything. Returns how many keys went."""
-        store = self._store or await self._ensure_store()
+        store = self._store or await self.ensure_store()
         engine = self._active.engine
         if rule is None and key is None:
             return await store.reset() + await self._local.reset()

@@ -23,29 +23,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .engine import verdict
 from .headers import rate_limit_headers
-from .storage.memory import MemoryStore
-from .storage.refusals import RefusalCache
+from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 
 if TYPE_CHECKING:
     from .decision import Decision
-    from .engine import Prepared
-    from .install import RateLimits
-    from .storage.base import CheckResult, Store
+    from .engine import Engine, Prepared
+    from .gate import Gate
+    from .storage.base import CheckResult
+
 
 log = logging.getLogger("fastapi_ratelimits")
-_perf_counter = time.perf_counter
 
-SCOPE_KEY = "fastapi_ratelimits"  # the RateLimits handle, for limit() dependencies
-DEPENDENCY_KEY = "fastapi_ratelimits.dependencies"  # decisions of limit() dependencies
 _JSON = (b"content-type", b"application/json")
 _UNAVAILABLE = b'{"detail":"Rate limiter unavailable"}'
 _START = "http.response.start"
@@ -53,29 +49,24 @@ _START = "http.response.start"
 Headers = list[tuple[bytes, bytes]]
 
 
+class Limits(Protocol):
+    """What the middleware needs of the handle (:class:`~.install.RateLimits`): the gate
+    that decides, the engine in force (refusal bodies) and the refusal hook."""
+
+    @property
+    def gate(self) -> Gate: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def on_refused(self) -> Any: ...
+
+
 class RateLimitMiddleware:
     """``app.add_middleware(RateLimitMiddleware, limits=handle)``; ``install()`` does it."""
 
-    def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
         self.limits = limits
-        self._cache_of: Any = None  # the store whose refusal cache is _cache
-        self._cache: RefusalCache | None = None
-        limits._after_reload.append(self._drop_refusals)  # new rules: known refusals may not hold
-
-    def _refusals(self, store: Store) -> RefusalCache | None:
-        """The refusal cache a network store keeps (:mod:`.storage.refusals`), if any."""
-        if store is not self._cache_of:
-            found = getattr(store, "refusals", None)
-            self._cache = found if isinstance(found, RefusalCache) else None
-            self._cache_of = store
-        return self._cache
-
-    def _drop_refusals(self) -> None:
-        store = self.limits._store
-        cache = self._refusals(store) if store is not None else None
-        if cache is not None:
-            cache.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,54 +74,15 @@ class RateLimitMiddleware:
             return
         limits = self.limits
         scope[SCOPE_KEY] = limits
-        decision: Decision | None = None
-        admitted: tuple[Headers, int] | None = None
-        prep: Prepared | None = None
-        results: Sequence[CheckResult] | None = None
         try:
-            engine = limits._active.engine
-            prep = engine.prepare(scope)
-            if prep is not None and prep.pending is not None:
-                prep = await engine.finish(prep)
-            if prep is not None:
-                store = limits._store
-                if store is None or limits._store_loop_check:
-                    store = await limits._ensure_store()
-                clock = limits._clock_us
-                now = clock() if clock is not None else None
-                t0 = _perf_counter()
-                if type(store) is MemoryStore:
-                    results = store.decide_sync(prep.checks, now)
-                else:  # a network store: from the refusal cache when a check is known refused
-                    cache = self._cache if store is self._cache_of else self._refusals(store)
-                    try:
-                        if cache is None:
-                            results = await store.decide(prep.checks, now)
-                        else:
-                            at = cache.now(now)
-                            results = cache.lookup(prep.checks, at)
-                            if results is None:
-                                epoch = cache.epoch
-                                results = await store.decide(prep.checks, now)
-                                cache.record(prep.checks, results, at, epoch)
-                    except Exception as exc:  # StorageError or worse: on_error decides
-                        decision = await engine.after_error(exc, prep, limits._local, now)
-                if results is not None:
-                    admit = prep.admit
-                    admitted = admit(results) if admit is not None else prep.admitted(results)
-                    # admitted, every rule allowing, nobody listening but the metrics: counted
-                    # from the results, no Decision built
-                    if (admitted is None or limits._decision_listeners
-                            or not limits._count_admitted(prep.rules, results, _perf_counter() - t0)):
-                        decision = verdict(prep.rules, prep.sets, results)
-                        limits._notify_decision(decision, _perf_counter() - t0)
-                elif decision is not None:
-                    limits._notify_decision(decision, _perf_counter() - t0)
+            answer = await limits.gate.admit(scope)
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
-            decision = admitted = None
-        if admitted is not None:  # the common case: admitted, headers straight from the results
-            headers, delay_us = admitted
+            answer = None
+        if answer is None:  # no rule applies (or the limiter failed)
+            await self.app(scope, receive, send)
+        elif type(answer) is tuple:  # admitted (the common case): headers straight from the results
+            headers, delay_us, decision, prep, results = answer
             if delay_us:
                 await asyncio.sleep(delay_us / 1_000_000)
             if not headers:
@@ -138,10 +90,11 @@ class RateLimitMiddleware:
             else:
                 await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
                                                        results))
-            return
-        if decision is None:
-            await self.app(scope, receive, send)
-            return
+        else:
+            await self._answer(scope, receive, send, answer)  # type: ignore[arg-type]
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, decision: Decision) -> None:
+        """A decision the full path made: a refusal, or an admission after a store error."""
         headers = rate_limit_headers(decision)
         if not decision.allowed:
             await self._refuse(scope, receive, send, decision, headers)
@@ -171,7 +124,7 @@ class RateLimitMiddleware:
                 return
             except Exception:
                 log.exception("on_refused failed; answering with the default refusal")
-        body = limits._active.engine.rule(decision.rule or "").refusal_body + b"%d}" % decision.retry_after
+        body = limits.engine.rule(decision.rule or "").refusal_body + b"%d}" % decision.retry_after
         await _send_json(send, decision.status or 429, body, headers)
 
 

@@ -157,6 +157,10 @@ class _Documenter:
     def invalidate(self) -> None:
         self.app.openapi_schema = None
 
+    def after_reload(self, result: Any) -> None:
+        if result.changed:  # new rules: the schema is built again when next asked for
+            self.invalidate()
+
 
 def document_limits(app: Any, limits: RateLimits | None = None) -> None:
     """Make ``app.openapi()`` document the limits (idempotent; ``install`` calls it)."""
@@ -169,5 +173,5 @@ def document_limits(app: Any, limits: RateLimits | None = None) -> None:
         setattr(app, "openapi", documenter)  # noqa: B010 - replaces the bound method on this app
     if limits is not None:
         documenter.limits = limits
-        limits._after_reload.append(documenter.invalidate)
+        limits.add_reload_listener(documenter.after_reload)
     documenter.invalidate()

@@ -270,7 +270,7 @@ class MemoryStore:
                     out.results = (res,)
                     out.committed = allowed
                     return [out]
-            results = self._decide_many(checks, now)
+            results = self._decide_steps(checks, now)
             self._ops += 1
             self._housekeep(now)
             return results
@@ -297,6 +297,76 @@ class MemoryStore:
         if entry[0] < now:
             entries[key] = (now, *entry[1:])
         entries.move_to_end(key)
+
+    def _decide_steps(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
+        """Several checks whose algorithms all have a pure ``step`` (the built-ins): every
+        limit decided in one pass (each table found by its rule's name, as on the one-limit
+        path, for a rule's first limit), then the entries kept when the batch is admitted.
+        Anything else: :meth:`_decide_many`."""
+        by_rule = self._by_rule
+        staged: list[Any] = []  # per limit: table, key, entry as found, live entry, entry to keep
+        out: list[CheckResult] = []
+        admitted = True
+        for check in checks:
+            key: str | bytes = check.key
+            if len(key) > 64:
+                key = memory_key(check.key)
+            rule = check.rule
+            cost = check.cost
+            ok = True
+            found: list[LimitResult] = []
+            first = True
+            for p in check.limits:
+                if first:
+                    tbl = by_rule.get(rule)
+                    if tbl is None or tbl.params is not p or tbl.algorithm != check.algorithm:
+                        tbl = self._rule_table(rule, check.algorithm, p)
+                    first = False
+                else:
+                    tbl = self._table(rule, check.algorithm, p)
+                step = tbl.pure_step
+                if step is None:
+                    return self._decide_many(checks, now)
+                entry = tbl.entries.get(key)
+                live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                allowed, remaining, reset_us, retry_us, delay_us, new = step(
+                    live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                )
+                res = _new(LimitResult)
+                res.allowed = allowed
+                res.limit = p.limit
+                res.remaining = remaining
+                res.reset_us = reset_us
+                res.retry_after_us = retry_us
+                res.delay_us = delay_us
+                found.append(res)
+                if not allowed:
+                    ok = False
+                staged.append((tbl, key, entry, live, new))
+            if not ok and not check.shadow:
+                admitted = False
+            res_check = _new(CheckResult)
+            res_check.check = check
+            res_check.allowed = ok
+            res_check.results = tuple(found)
+            res_check.committed = ok  # corrected below when the batch is refused
+            out.append(res_check)
+        i = 0
+        for res_check in out:
+            commit = admitted and res_check.allowed
+            if not commit:
+                res_check.committed = False
+            for _ in res_check.check.limits:
+                tbl, key, entry, live, new = staged[i]
+                i += 1
+                entries = tbl.entries
+                if commit:  # the same key twice in one batch: the second commit wins, as on Redis
+                    self._store(tbl, key, entries.get(key), new, now)
+                elif live is not None and entries.get(key) is entry:  # a read is a use
+                    if live[0] < now:
+                        entries[key] = (now, *live[1:])
+                    entries.move_to_end(key)
+        return out
 
     def _decide_many(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
         # staged per limit: (table, key, entry, state, pending); a pure step stages the

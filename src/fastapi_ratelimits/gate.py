@@ -1,0 +1,127 @@
+"""One HTTP request's decision, for the middleware: rules, store, ``on_error``, headers.
+
+:meth:`Gate.admit` reads top-down:
+
+1. the active engine's :meth:`~.engine.Engine.prepare` says which rules apply and builds
+   their checks (cached per combination of identity values: see :class:`~.engine.Program`);
+   none, or an exempt client: the request is not limited (``None``);
+2. ONE store call decides every check, all-or-nothing; on a network store a check known
+   refused is answered from the store's refusal cache (:mod:`.storage.refusals`) without a
+   round trip; a store error goes to ``on_error`` (:mod:`.fallback`);
+3. an admitted request (the common case) gets its headers straight from the store's
+   results, from the function its plan compiled (:func:`~.headers.admit_for`), and is
+   counted in one integer of its rules' metrics counter: no
+   :class:`~.decision.Decision` is built for it. Everything else (a refusal, a shadow rule
+   that would have refused, a store error, a listener added with
+   ``add_decision_listener``) builds the full decision with :func:`~.engine.verdict`.
+
+The handle (:class:`~.install.RateLimits`) owns the gate and keeps it current: the engine
+after a reload, the store once opened, the metrics in use. The gate reads nothing of the
+handle's own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .decision import Decision
+from .engine import Engine, Prepared, verdict
+from .metrics import MetricsLike
+from .storage.base import CheckResult, Store
+from .storage.memory import MemoryStore
+from .storage.refusals import RefusalCache
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+_perf_counter = time.perf_counter
+
+Headers = list[tuple[bytes, bytes]]
+#: an admitted request: its headers, its queue delay (us), and what builds its full
+#: decision when ``limit()`` dependencies need it (the decision, or None and the prepared
+#: checks and the store's results)
+Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResult] | None"]
+
+
+class Gate:
+    """``await gate.admit(scope)``: None (not limited), :data:`Admitted`, or the
+    :class:`~.decision.Decision` (a refusal, or an admission the full path decided)."""
+
+    def __init__(self, engine: Engine, *, local: Store, metrics: MetricsLike,
+                 notify: Callable[[Decision, float], None], listeners: Sequence[object],
+                 open_store: Callable[[], Awaitable[Store]], clock_us: Callable[[], int] | None) -> None:
+        self.engine = engine
+        self.local = local
+        self.metrics = metrics
+        self.notify = notify
+        self.listeners = listeners  # the handle's added listeners: when any, every decision is built
+        self.open_store = open_store
+        self.clock_us = clock_us
+        self.store: Store | None = None  # None: ask open_store (not open yet, or it follows the loop)
+        self.memory: MemoryStore | None = None  # the store, when it decides in process
+        self.refusals: RefusalCache | None = None
+
+    def use_store(self, store: Store | None, refusals: RefusalCache | None) -> None:
+        """Decide on ``store`` from now on (None: ask ``open_store`` each request)."""
+        self.store = store
+        self.memory = store if type(store) is MemoryStore else None
+        self.refusals = refusals
+
+    async def admit(self, scope: Scope) -> Admitted | Decision | None:
+        engine = self.engine
+        prep = engine.prepare(scope)
+        if prep is None:
+            return None
+        if prep.pending is not None:
+            prep = await engine.finish(prep)
+            if prep is None:
+                return None
+        clock = self.clock_us
+        now = clock() if clock is not None else None
+        t0 = _perf_counter()
+        memory = self.memory
+        if memory is not None:
+            results: Sequence[CheckResult] | None = memory.decide_sync(prep.checks, now)
+        else:
+            results, decision = await self._decide(prep, now)
+            if results is None:
+                self.notify(decision, _perf_counter() - t0)  # type: ignore[arg-type]
+                return decision
+        assert results is not None
+        admit = prep.admit
+        admitted = admit(results) if admit is not None else prep.admitted(results)
+        if admitted is not None and not self.listeners:  # admitted, nobody listening but the metrics
+            counter = prep.counter
+            if counter is None or prep.counted_by is not self.metrics:
+                counter = prep.count_with(self.metrics)
+            self.metrics.count_admitted_to(counter, _perf_counter() - t0)
+            return admitted[0], admitted[1], None, prep, results
+        decision = verdict(prep.rules, prep.sets, results)
+        self.notify(decision, _perf_counter() - t0)
+        if admitted is not None:
+            return admitted[0], admitted[1], decision, prep, results
+        return decision
+
+    async def _decide(self, prep: Prepared, now: int | None,
+                      ) -> tuple[Sequence[CheckResult], None] | tuple[None, Decision]:
+        """A network store's answer (from the refusal cache when a check is known
+        refused), or the decision ``on_error`` makes when the store fails."""
+        store = self.store
+        if store is None:
+            store = await self.open_store()
+        cache = self.refusals
+        checks = prep.checks
+        try:
+            if cache is None:
+                return await store.decide(checks, now), None
+            at = cache.now(now)
+            results = cache.lookup(checks, at)
+            if results is None:
+                epoch = cache.epoch
+                results = await store.decide(checks, now)
+                cache.record(checks, results, at, epoch)
+            return results, None
+        except Exception as exc:  # StorageError or worse: on_error decides
+            return None, await self.engine.after_error(exc, prep, self.local, now)

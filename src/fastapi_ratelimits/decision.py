@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .algorithms.base import LimitResult
+from .algorithms.base import LimitParams, LimitResult
 
-if TYPE_CHECKING:
-    from .engine import LimitSet
+
+class LimitPieces(Protocol):
+    """What a decision and its headers read of one tier of one rule's limits (the
+    engine's ``LimitSet``): names, windows and the header bytes computed once."""
+
+    @property
+    def params(self) -> tuple[LimitParams, ...]: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def windows_s(self) -> tuple[int, ...]: ...
+    @property
+    def policy(self) -> bytes: ...
+    @property
+    def item_prefixes(self) -> tuple[bytes, ...]: ...
 
 
 @dataclass(slots=True)
@@ -21,7 +34,7 @@ class RuleOutcome:
     shadow: bool
     committed: bool  # its units were taken
     results: tuple[LimitResult, ...]  # per limit, in the rule's order; empty when the store was down
-    limits: LimitSet  # names, windows and precomputed header pieces
+    limits: LimitPieces  # names, windows and precomputed header pieces
     headers: str  # header mode of this rule: ietf | legacy | both | none
     cost: int = 1
 

@@ -98,6 +98,10 @@ class RateLimitDependency:
         self._store: MemoryStore | None = None
         self._resolver = ClientIPResolver()
 
+    def openapi_limit(self) -> tuple[str, int, str]:
+        """``(name, status, header mode)``: how the schema documents this limit (:mod:`.openapi`)."""
+        return self.rule.name, self.rule.status, self.rule.headers
+
     def _identity(self, handle: Any) -> Identity:
         if self._named is None:
             return self.rule.identity

@@ -20,13 +20,21 @@ are computed once per config (``LimitSet.policy``); per request only numbers are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .decision import Decision
+from .decision import Decision, LimitPieces
 
 if TYPE_CHECKING:
-    from .engine import CompiledRule, LimitSet
     from .storage.base import CheckResult
+
+
+class RuleHeaders(Protocol):
+    """What the headers read of a rule (the engine's ``CompiledRule``)."""
+
+    @property
+    def shadow(self) -> bool: ...
+    @property
+    def header_bits(self) -> int: ...
 
 RATELIMIT = b"ratelimit"
 RATELIMIT_POLICY = b"ratelimit-policy"
@@ -89,7 +97,7 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> lis
     return out
 
 
-def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult],
+def admitted_headers(rules: Sequence[RuleHeaders], sets: Sequence[LimitPieces], results: Sequence[CheckResult],
                      ) -> tuple[list[tuple[bytes, bytes]], int] | None:
     """The headers and the queue delay (microseconds) of a request every rule admitted,
     straight from the store's results; None when one refused (then the full
@@ -145,7 +153,7 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
 Admit = Callable[[Sequence["CheckResult"]], "tuple[list[tuple[bytes, bytes]], int] | None"]
 
 
-def admit_for(rules: Sequence[CompiledRule], sets: Sequence[LimitSet]) -> Admit:
+def admit_for(rules: Sequence[RuleHeaders], sets: Sequence[LimitPieces]) -> Admit:
     """:func:`admitted_headers` for these rules and limit sets, compiled once per plan.
 
     When every rule writes ``ietf`` headers or none, the answer is written in one pass: the

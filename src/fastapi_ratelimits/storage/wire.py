@@ -168,7 +168,7 @@ class Wire(asyncio.Protocol):
         try:
             async with asyncio.timeout(self._timeout):
                 await conn.connect()
-            transport = conn._writer.transport
+            transport = conn._writer.transport  # noqa: SLF001 - redis-py internals (see the module docstring)
             streams = transport.get_protocol()
         except asyncio.CancelledError:  # dropped meanwhile: the calls were failed there
             _close(conn)
@@ -269,7 +269,7 @@ def _forget(conn: Any) -> None:
     """The transport was ours: the redis-py connection no longer holds it (no 'unclosed
     Connection' warning when it goes)."""
     with contextlib.suppress(Exception):
-        conn._reader = conn._writer = None
+        conn._reader = conn._writer = None  # noqa: SLF001 - redis-py internals
 
 
 def _close(conn: Any) -> None:

@@ -46,8 +46,9 @@ Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResul
 
 
 class Gate:
-    """``await gate.admit(scope)``: None (not limited), :data:`Admitted`, or the
-    :class:`~.decision.Decision` (a refusal, or an admission the full path decided)."""
+    """``gate.admit(scope)``: None (not limited), :data:`Admitted`, the
+    :class:`~.decision.Decision` (a refusal, or an admission the full path decided), or an
+    awaitable of one of those."""
 
     def __init__(self, engine: Engine, *, local: Store, metrics: MetricsLike,
                  notify: Callable[[Decision, float], None], listeners: Sequence[object],
@@ -69,27 +70,67 @@ class Gate:
         self.memory = store if type(store) is MemoryStore else None
         self.refusals = refusals
 
-    async def admit(self, scope: Scope) -> Admitted | Decision | None:
+    def admit(self, scope: Scope) -> Admitted | Decision | Awaitable[Admitted | Decision | None] | None:
+        """The answer for ``scope``, decided here when it can be (the memory store, a refusal
+        the store's cache knows); else the awaitable that decides it (the store's call, or
+        async identities to await first)."""
         engine = self.engine
         prep = engine.prepare(scope)
         if prep is None:
             return None
         if prep.pending is not None:
-            prep = await engine.finish(prep)
-            if prep is None:
-                return None
+            return self._admit_later(prep)
         clock = self.clock_us
         now = clock() if clock is not None else None
         t0 = _perf_counter()
         memory = self.memory
         if memory is not None:
-            results: Sequence[CheckResult] | None = memory.decide_sync(prep.checks, now)
-        else:
-            results, decision = await self._decide(prep, now)
-            if results is None:
-                self.notify(decision, _perf_counter() - t0)  # type: ignore[arg-type]
-                return decision
-        assert results is not None
+            return self._answer(prep, memory.decide_sync(prep.checks, now), t0)
+        cache = self.refusals
+        if cache is not None:
+            at = cache.now(now)
+            known = cache.lookup(prep.checks, at)
+            if known is not None:  # refused, no round trip
+                return self._answer(prep, known, t0)
+        return self._ask_store(prep, now, t0)
+
+    async def _admit_later(self, prep: Prepared) -> Admitted | Decision | None:
+        """:meth:`admit` once the request's async identities are known."""
+        done = await self.engine.finish(prep)
+        if done is None:
+            return None
+        clock = self.clock_us
+        now = clock() if clock is not None else None
+        t0 = _perf_counter()
+        if self.memory is not None:
+            return self._answer(done, self.memory.decide_sync(done.checks, now), t0)
+        return await self._ask_store(done, now, t0)
+
+    async def _ask_store(self, prep: Prepared, now: int | None, t0: float) -> Admitted | Decision:
+        """A network store's answer (its refusals recorded), or the decision ``on_error``
+        makes when it fails."""
+        store = self.store
+        cache = self.refusals
+        checks = prep.checks
+        try:
+            if store is None:
+                store = await self.open_store()
+            if cache is None:
+                results = await store.decide(checks, now)
+            else:
+                at = cache.now(now)
+                epoch = cache.epoch
+                results = await store.decide(checks, now)
+                cache.record(checks, results, at, epoch)
+        except Exception as exc:  # StorageError or worse: on_error decides
+            decision = await self.engine.after_error(exc, prep, self.local, now)
+            self.notify(decision, _perf_counter() - t0)
+            return decision
+        return self._answer(prep, results, t0)
+
+    def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float) -> Admitted | Decision:
+        """The answer from the store's results: an admitted request's headers and delay
+        (no Decision built when nobody but the metrics listens), else the full decision."""
         admit = prep.admit
         admitted = admit(results) if admit is not None else prep.admitted(results)
         if admitted is not None and not self.listeners:  # admitted, nobody listening but the metrics
@@ -103,25 +144,3 @@ class Gate:
         if admitted is not None:
             return admitted[0], admitted[1], decision, prep, results
         return decision
-
-    async def _decide(self, prep: Prepared, now: int | None,
-                      ) -> tuple[Sequence[CheckResult], None] | tuple[None, Decision]:
-        """A network store's answer (from the refusal cache when a check is known
-        refused), or the decision ``on_error`` makes when the store fails."""
-        store = self.store
-        if store is None:
-            store = await self.open_store()
-        cache = self.refusals
-        checks = prep.checks
-        try:
-            if cache is None:
-                return await store.decide(checks, now), None
-            at = cache.now(now)
-            results = cache.lookup(checks, at)
-            if results is None:
-                epoch = cache.epoch
-                results = await store.decide(checks, now)
-                cache.record(checks, results, at, epoch)
-            return results, None
-        except Exception as exc:  # StorageError or worse: on_error decides
-            return None, await self.engine.after_error(exc, prep, self.local, now)

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .decision import Decision
 from .engine import verdict
 from .headers import rate_limit_headers
 from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 
 if TYPE_CHECKING:
-    from .decision import Decision
     from .engine import Engine, Prepared
     from .gate import Gate
     from .storage.base import CheckResult
@@ -75,7 +75,9 @@ class RateLimitMiddleware:
         limits = self.limits
         scope[SCOPE_KEY] = limits
         try:
-            answer = await limits.gate.admit(scope)
+            answer: Any = limits.gate.admit(scope)
+            if answer is not None and type(answer) is not tuple and type(answer) is not Decision:
+                answer = await answer  # the store's call (or async identities) first
         except Exception:
             log.exception("rate limiter failed; the request goes through unlimited")
             answer = None
@@ -91,7 +93,7 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
                                                        results))
         else:
-            await self._answer(scope, receive, send, answer)  # type: ignore[arg-type]
+            await self._answer(scope, receive, send, answer)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, decision: Decision) -> None:
         """A decision the full path made: a refusal, or an admission after a store error."""

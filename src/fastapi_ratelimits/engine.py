@@ -24,12 +24,12 @@ from typing import Any, cast
 
 from starlette.types import Scope
 
-from .algorithms.base import LimitParams
+from .algorithms.base import LimitParams, LimitResult
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
 from .fallback import after_store_error
-from .headers import MODE_BITS, Admit, admit_for, admitted_headers
+from .headers import MODE_BITS, Admit, Write, admit_for, admitted_headers, numbers_writer
 from .identity import Identity, RequestView, compile_identities, lookup
 from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
 from .metrics import MetricsLike
@@ -195,6 +195,8 @@ class Prepared:
     pending: list[tuple[int, Any]] | None = None
     # headers and delay of the request once the store admitted it (None: refused)
     admit: Admit | None = None
+    # its headers from the memory store's numbers (``MemoryStore.admit_sync``), when it can
+    write: Write | None = None
     # the metrics counter of requests these rules admitted, and the metrics it belongs to
     counter: list[int] | None = None
     counted_by: object = None
@@ -211,6 +213,19 @@ class Prepared:
         if self.admit is not None:
             return self.admit(results)
         return admitted_headers(self.rules, self.sets, results)
+
+    def results_from(self, numbers: Sequence[int]) -> list[CheckResult]:
+        """The store's results rebuilt from the numbers of an admitted request (what the
+        headers need: remaining, and the reset in whole seconds)."""
+        out: list[CheckResult] = []
+        i = 0
+        for check in self.checks:
+            found = []
+            for p in check.limits:
+                found.append(LimitResult(True, p.limit, numbers[i], numbers[i + 1] * 1_000_000, 0, 0))
+                i += 2
+            out.append(CheckResult(check, True, tuple(found), True))
+        return out
 
 
 _UNSEEN = cast("Prepared", object())  # not in a cache
@@ -248,7 +263,7 @@ class Program:
         self.readers = tuple(readers)
         self.tiered = tuple(i for i, r in enumerate(self.rules) if r.tiers)
         self.by_values: dict[Any, Prepared | None] = {}  # None: every rule skipped
-        self.admits: dict[Any, Admit] = {}  # per (rules skipped, tiers): their header writer
+        self.admits: dict[Any, tuple[Admit, Write | None]] = {}  # per (rules skipped, tiers): header writers
 
     @staticmethod
     def compilable(plan: Plan[CompiledRule]) -> bool:
@@ -311,10 +326,12 @@ class Program:
         prep: Prepared | None = None
         if checks:
             shape = (tuple(skipped), tuple(tiers))
-            admit = self.admits.get(shape)
-            if admit is None:
-                admit = self.admits[shape] = admit_for(rules, sets)
-            prep = Prepared(rules, sets, checks, self.plan, client, skipped, None, admit)
+            writers = self.admits.get(shape)
+            if writers is None:
+                # one check of one limit: the memory store's own path for it, then the results' writer
+                one = len(checks) == 1 and len(checks[0].limits) == 1
+                writers = self.admits[shape] = (admit_for(rules, sets), None if one else numbers_writer(rules, sets))
+            prep = Prepared(rules, sets, checks, self.plan, client, skipped, None, writers[0], writers[1])
         if key is not None:
             if len(self.by_values) >= _IP_CHECKS:
                 self.by_values.clear()

@@ -41,8 +41,8 @@ _perf_counter = time.perf_counter
 Headers = list[tuple[bytes, bytes]]
 #: an admitted request: its headers, its queue delay (us), and what builds its full
 #: decision when ``limit()`` dependencies need it (the decision, or None and the prepared
-#: checks and the store's results)
-Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResult] | None"]
+#: checks with the store's results, or the memory store's numbers: ``Prepared.results_from``)
+Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResult] | list[int]"]
 
 
 class Gate:
@@ -85,6 +85,12 @@ class Gate:
         t0 = _perf_counter()
         memory = self.memory
         if memory is not None:
+            write = prep.write
+            if write is not None and not self.listeners:  # admitted: numbers, no result objects
+                taken = memory.admit_sync(prep.checks, now)
+                if taken is not None:
+                    self._count(prep, t0)
+                    return write(taken[0]), taken[1], None, prep, taken[0]
             return self._answer(prep, memory.decide_sync(prep.checks, now), t0)
         cache = self.refusals
         if cache is not None:
@@ -128,16 +134,20 @@ class Gate:
             return decision
         return self._answer(prep, results, t0)
 
+    def _count(self, prep: Prepared, t0: float) -> None:
+        """Count an admitted request in its rules' metrics counter."""
+        counter = prep.counter
+        if counter is None or prep.counted_by is not self.metrics:
+            counter = prep.count_with(self.metrics)
+        self.metrics.count_admitted_to(counter, _perf_counter() - t0)
+
     def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float) -> Admitted | Decision:
         """The answer from the store's results: an admitted request's headers and delay
         (no Decision built when nobody but the metrics listens), else the full decision."""
         admit = prep.admit
         admitted = admit(results) if admit is not None else prep.admitted(results)
         if admitted is not None and not self.listeners:  # admitted, nobody listening but the metrics
-            counter = prep.counter
-            if counter is None or prep.counted_by is not self.metrics:
-                counter = prep.count_with(self.metrics)
-            self.metrics.count_admitted_to(counter, _perf_counter() - t0)
+            self._count(prep, t0)
             return admitted[0], admitted[1], None, prep, results
         decision = verdict(prep.rules, prep.sets, results)
         self.notify(decision, _perf_counter() - t0)

@@ -20,6 +20,7 @@ are computed once per config (``LimitSet.policy``); per request only numbers are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol
 
 from .decision import Decision, LimitPieces
@@ -217,3 +218,42 @@ def admit_for(rules: Sequence[RuleHeaders], sets: Sequence[LimitPieces]) -> Admi
         return [policy, (RATELIMIT, template % tuple(numbers))], delay
 
     return many
+
+
+#: the headers of an admitted request from its limits' numbers (see :func:`numbers_writer`)
+Write = Callable[[Sequence[int]], list[tuple[bytes, bytes]]]
+
+
+def numbers_writer(rules: Sequence[RuleHeaders], sets: Sequence[LimitPieces]) -> Write | None:
+    """The headers :func:`admit_for` writes, from numbers rather than results: for every
+    limit of every rule in order, what remains and the whole seconds until it resets (what
+    the memory store's ``admit_sync`` answers). None when a rule writes other headers than
+    ``ietf`` (then the results are needed)."""
+    if any(r.header_bits & ~IETF_BIT for r in rules):
+        return None
+    positions: list[int] = []
+    n = 0
+    for r, ls in zip(rules, sets, strict=True):
+        for _ in ls.params:
+            if r.header_bits:
+                positions += (n, n + 1)
+            n += 2
+    if not positions:
+        def none(numbers: Sequence[int]) -> list[tuple[bytes, bytes]]:
+            return []
+
+        return none
+    written = [ls for r, ls in zip(rules, sets, strict=True) if r.header_bits]
+    policy = (RATELIMIT_POLICY, b", ".join(ls.policy for ls in written))
+    template = b", ".join(prefix.replace(b"%", b"%%") + b"%d;t=%d" for ls in written for prefix in ls.item_prefixes)
+    if len(positions) == n:  # every limit shown
+        def every(numbers: Sequence[int]) -> list[tuple[bytes, bytes]]:
+            return [policy, (RATELIMIT, template % tuple(numbers))]
+
+        return every
+    pick = itemgetter(*positions)
+
+    def some(numbers: Sequence[int]) -> list[tuple[bytes, bytes]]:
+        return [policy, (RATELIMIT, template % pick(numbers))]
+
+    return some

@@ -33,11 +33,11 @@ from .decision import Decision
 from .engine import verdict
 from .headers import rate_limit_headers
 from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
+from .storage.base import CheckResult
 
 if TYPE_CHECKING:
     from .engine import Engine, Prepared
     from .gate import Gate
-    from .storage.base import CheckResult
 
 
 log = logging.getLogger("fastapi_ratelimits")
@@ -140,18 +140,20 @@ async def _send_json(send: Send, status: int, body: bytes, headers: Headers) -> 
 
 
 def _send_with_headers(send: Send, headers: Headers, scope: Scope, decision: Decision | None,
-                       prep: Prepared | None, results: Sequence[CheckResult] | None,
+                       prep: Prepared | None, answer: Sequence[CheckResult] | list[int] | None,
                        message: Message) -> Awaitable[None]:
     """``send(message)``, ``headers`` added to the response start. ``decision`` (or, when
-    none was built, ``prep`` and ``results`` to build it) serves to merge the headers of
-    ``limit()`` dependencies that decided during the request. A plain function returning
+    none was built, ``prep`` and the store's results or numbers to build it) serves to merge
+    the headers of ``limit()`` dependencies that decided during the request. A plain function returning
     the inner ``send``'s awaitable: bound with ``partial``, it adds no coroutine per message."""
     if message["type"] == _START:
         extra = scope.get(DEPENDENCY_KEY)
         if extra:  # limit() dependencies decided too: one set of headers for all
             if decision is None:
-                assert prep is not None and results is not None
-                decision = verdict(prep.rules, prep.sets, results)
+                assert prep is not None and answer is not None
+                results = answer if not answer or isinstance(answer[0], CheckResult) else prep.results_from(
+                    answer)  # type: ignore[arg-type]
+                decision = verdict(prep.rules, prep.sets, results)  # type: ignore[arg-type]
             merged = rate_limit_headers(decision, extra)
             names = {k for k, _ in merged}
             own = [h for h in message.get("headers") or () if h[0].lower() not in names]

@@ -92,21 +92,15 @@ class RateLimitMiddleware:
             else:
                 await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
                                                        results))
-        else:
-            await self._answer(scope, receive, send, answer)
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, decision: Decision) -> None:
-        """A decision the full path made: a refusal, or an admission after a store error."""
-        headers = rate_limit_headers(decision)
-        if not decision.allowed:
-            await self._refuse(scope, receive, send, decision, headers)
-            return
-        if decision.delay > 0:
-            await asyncio.sleep(decision.delay)
-        if not headers:
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, _with_headers(send, headers, scope, decision))
+        else:  # a decision the full path made: a refusal, or an admission it decided
+            decision = answer
+            full = rate_limit_headers(decision)
+            if not decision.allowed:
+                await self._refuse(scope, receive, send, decision, full)
+                return
+            if decision.delay > 0:
+                await asyncio.sleep(decision.delay)
+            await self.app(scope, receive, _with_headers(send, full, scope, decision) if full else send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, decision: Decision,
                       headers: Headers) -> None:

@@ -1,13 +1,16 @@
 """The store's own pipelined connection for decisions (storage/wire.py), on a real Redis:
 what it does when the server loses the script, drops the connection, stops answering, or
 when the store moves to another event loop; its handshake (AUTH with a user, SELECT, the
-client name, a refused password); and the redis-py path it falls back on."""
+client name, a refused password, TLS); and the redis-py path it falls back on."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 
+import pytest
 import redis
 import redis.asyncio
 
@@ -17,7 +20,7 @@ from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.breaker import BreakerStore
 from fastapi_ratelimits.storage.memory import MemoryStore
 from fastapi_ratelimits.storage.redis import RedisStore
-from support.servers import RedisServer, redis_server
+from support.servers import RedisServer, free_port, redis_server
 
 HOUR = 3_600_000_000
 NOW = 1_700_000_000_000_000
@@ -196,3 +199,35 @@ async def test_the_wire_authenticates_selects_its_database_and_names_itself() ->
         finally:
             await wrong.aclose()
         assert all(isinstance(r, StorageError) and "refused the connection" in str(r) for r in refused), refused
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed key and certificate for 127.0.0.1 (openssl, as .ci/run installs it)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+async def test_the_wire_speaks_tls_with_the_clients_own_certificate_settings(certificate: tuple[Path, Path]) -> None:
+    key, cert = certificate
+    tls_port = free_port()
+    with redis_server("--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                      "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"):
+        store = RedisStore.from_url(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", key_prefix="tls",
+                                    timeout_ms=5000)
+        try:
+            answers = await asyncio.gather(*(store.decide([check(limit=2)], NOW) for _ in range(3)))
+        finally:
+            await store.aclose()
+        assert store.wire is not None and store.wire.opened == 1
+        assert [a[0].allowed for a in answers] == [True, True, False]
+        # a client that does not trust the server's certificate is refused by its own TLS settings
+        untrusting = RedisStore.from_url(f"rediss://127.0.0.1:{tls_port}/0", key_prefix="tls", timeout_ms=5000)
+        try:
+            failed = await asyncio.gather(untrusting.decide([check()], NOW), return_exceptions=True)
+        finally:
+            await untrusting.aclose()
+        assert isinstance(failed[0], StorageError) and "CERTIFICATE_VERIFY_FAILED" in str(failed[0]), failed

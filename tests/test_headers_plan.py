@@ -134,3 +134,11 @@ def test_the_memory_store_admits_what_decide_admits(algorithm: str, costs: list[
         assert numbers == [x for r in results for lr in r.results
                            for x in (lr.remaining, -(-lr.reset_us // 1_000_000) if lr.reset_us > 0 else 0)]
         assert delay == max(lr.delay_us for r in results for lr in r.results)
+
+
+def test_the_route_path_is_the_path_without_its_mount_point() -> None:
+    from fastapi_ratelimits.matching import route_path
+
+    cases = {("/api/items", "/api"): "/items", ("/api", "/api"): "", ("/apix/y", "/api"): "/apix/y",
+             ("/other", "/api"): "/other", ("/items", ""): "/items", ("/api/", "/api"): "/"}
+    assert {k: route_path({"path": k[0], "root_path": k[1]}) for k in cases} == cases

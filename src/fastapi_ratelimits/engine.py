@@ -288,7 +288,7 @@ class Program:
                     value = str(value)
                 size += len(value)
             values.append(value)  # type: ignore[arg-type]
-        tiers = tuple(self.rules[i].tier_index(view) for i in self.tiered)
+        tiers = tuple(self.rules[i].tier_index(view) for i in self.tiered) if self.tiered else ()
         key = (client.key, *values, *tiers)
         prep = self.by_values.get(key, _UNSEEN)
         if prep is not _UNSEEN:

@@ -351,9 +351,15 @@ class MemoryStore:
                         delay = delay_us
                     staged.append((tbl, key, new))
             for tbl, key, new in staged:  # the same key twice: the second wins, as on Redis
-                self._store(tbl, key, tbl.entries.get(key), new, now)
+                entries = tbl.entries
+                if key in entries:
+                    entries[key] = new
+                    entries.move_to_end(key)
+                else:
+                    self._store(tbl, key, None, new, now)
             self._ops += 1
-            self._housekeep(now)
+            if self._ops >= _FULL_SWEEP_EVERY:
+                self._housekeep(now)
             return numbers, delay
         finally:
             lock.release()

@@ -421,7 +421,7 @@ async def test_the_admin_api_is_documented_under_its_tag_with_bearer_auth(admin:
     app = make_app(admin.handle, admin.metrics)
     schema = app.openapi()
     paths = {p: ops for p, ops in schema["paths"].items() if p.startswith(PREFIX)}
-    assert set(paths) == {f"{PREFIX}/{p}" for p in ("rules", "status", "reset", "reload", "metrics")}
+    assert set(paths) == {f"{PREFIX}/{p}" for p in ("rules", "status", "reset", "reload", "metrics", "top", "decisions")}
     for ops in paths.values():
         for op in ops.values():
             assert op["tags"] == ["rate limits admin"]

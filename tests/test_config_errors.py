@@ -191,7 +191,7 @@ CASES = [
     Case("bad-default-status", text("version: 1", "defaults:", "  status: 700"), "3:11", "defaults.status",
          "700: Input should be less than or equal to 599"),
     Case("bad-header-mode", text("version: 1", "defaults:", "  headers: draft"), "3:12", "defaults.headers",
-         "'draft': Input should be 'ietf', 'legacy', 'both' or 'none'"),
+         "'draft' is not a header dialect (use ietf-10, legacy, both, none; ietf is an alias of ietf-10)"),
     Case("bad-mode", text(*RULE, "    mode: dry-run"), "6:11", "rules[0].mode", "'dry-run': Input should be 'enforce'"),
     Case("bad-timeout", text("version: 1", "storage:", "  timeout_ms: 0"), "3:15", "storage.timeout_ms",
          "Input should be greater than or equal to 1"),

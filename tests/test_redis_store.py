@@ -562,7 +562,7 @@ def test_prefixes_that_would_break_keys_are_refused() -> None:
 
 def test_every_builtin_has_its_lua_twin() -> None:
     assert sorted(p.name for p in LUA_DIR.glob("*.lua")) == sorted(
-        ["decide.lua", *(f"{cls.name}.lua" for cls in BUILTINS)])
+        ["decide.lua", "slots.lua", *(f"{cls.name}.lua" for cls in BUILTINS)])
     text = ScriptCache().script.text
     for cls in BUILTINS:
         assert lua_path(cls.name).read_text().strip() in text

@@ -73,7 +73,7 @@ def test_every_field_and_section_has_a_description() -> None:
     missing = [name for name, sub in fields if not sub.get("description")]
     assert missing == []
     sections = schema["$defs"]
-    assert len(sections) == 9  # storage, client_ip, defaults, exempt, rule, match, override, when, admin
+    assert len(sections) == 10  # storage, client_ip, defaults, exempt, rule, match, override, when, admin, messages
     assert [name for name, sub in sections.items() if not sub.get("description")] == []
     assert schema.get("description")
     for name, sub in sections.items():

@@ -1,5 +1,7 @@
 """fastapi-ratelimits: rate limits for FastAPI driven by a rules file."""
 
+from typing import TYPE_CHECKING, Any
+
 from . import api
 from .api import Limiter
 from .config import LoadedConfig, RateLimitsConfig, load_config
@@ -11,13 +13,52 @@ from .middleware import RateLimitMiddleware
 from .rates import Rate, parse_rate
 from .registry import register_algorithm, register_identity
 
+if TYPE_CHECKING:
+    from .compat import (
+        BaseRateLimiter,
+        FixedWindowRateLimiter,
+        LeakyBucketLimiter,
+        QueueLimiter,
+        SlidingWindowLogRateLimiter,
+        SlidingWindowRateLimiter,
+        TokenBucketLimiter,
+    )
+
 __version__ = "0.1.0"
 
+# The classes of fastapi-advanced-rate-limiter, imported on first use (``compat``).
+_COMPAT = frozenset({
+    "BaseRateLimiter",
+    "FixedWindowRateLimiter",
+    "LeakyBucketLimiter",
+    "QueueLimiter",
+    "SlidingWindowLogRateLimiter",
+    "SlidingWindowRateLimiter",
+    "TokenBucketLimiter",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COMPAT:
+        from . import compat
+
+        return getattr(compat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _COMPAT)
+
+
 __all__ = [
+    "BaseRateLimiter",
     "ConfigError",
     "Decision",
+    "FixedWindowRateLimiter",
+    "LeakyBucketLimiter",
     "Limiter",
     "LoadedConfig",
+    "QueueLimiter",
     "Rate",
     "RateLimitExceeded",
     "RateLimitMiddleware",
@@ -26,7 +67,10 @@ __all__ = [
     "RateLimitsConfig",
     "ReloadResult",
     "RuleOutcome",
+    "SlidingWindowLogRateLimiter",
+    "SlidingWindowRateLimiter",
     "StorageError",
+    "TokenBucketLimiter",
     "__version__",
     "api",
     "install",

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, Protocol, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .admin_page import add_operator_routes, admin_page_router
 from .config.models import RateLimitsConfig
+from .config.urls import redact_url
 from .logs import PacedLog, escape
 from .metrics import INSTALL_HINT, MetricsLike, prometheus_available
 from .metrics import ReloadLike as ReloadOutcome
+from .top import TopCallers
 
 audit_log = logging.getLogger("fastapi_ratelimits.audit")
 TAG = "rate limits admin"
@@ -119,17 +123,102 @@ class ReloadOut(BaseModel):
 
 # -- helpers -------------------------------------------------------------------------------
 
+MAX_BODY = 8192  # bytes of an admin request body: {"rule": ..., "key": ...} needs far less
+
+
+def _invalid(msg: str, kind: str = "json_invalid") -> HTTPException:
+    return HTTPException(422, [{"type": kind, "loc": ["body"], "msg": msg}])
+
+
+def is_json(content_type: str | None) -> bool:
+    """As FastAPI decides to read a body as JSON: no Content-Type, ``application/json`` or
+    ``application/<anything>+json``."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, read incrementally and at most ``limit`` bytes: 413 past it (from
+    ``Content-Length`` before reading anything, else as soon as the bound is crossed; the
+    rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        raise HTTPException(413, f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Strict JSON of an admin body: UTF-8, finite numbers, no lone surrogates; 422 otherwise."""
+    if not raw.strip():
+        raise _invalid("a JSON body is required", "missing")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("the body is not UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise _invalid(f"the body is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except ValueError as exc:  # NaN, Infinity, 1e999, an integer of thousands of digits
+        raise _invalid(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _invalid("the body is nested too deeply") from None
+    return data
+
+
+def _no_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    elif isinstance(value, dict):
+        return all(_no_surrogates(k) and _no_surrogates(v) for k, v in value.items())
+    elif isinstance(value, list):
+        return all(_no_surrogates(v) for v in value)
+    return True
+
+
+def parse_reset(raw: bytes) -> ResetIn:
+    data = parse_json_body(raw)
+    if not _no_surrogates(data):
+        raise _invalid("the body holds a lone surrogate (not Unicode text)", "string_unicode")
+    try:
+        return ResetIn.model_validate(data)
+    except ValidationError as exc:
+        detail = [{"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+                  for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+        raise HTTPException(422, detail) from None
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_USERINFO_PW = re.compile(r"(?<=://)([^/@?#]*?):([^/@?#]+)@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|token|secret)=)[^&#]*")
-
-
 def mask_url(url: str) -> str:
-    """``redis://user:s3cret@h:6379/0`` -> ``redis://user:***@h:6379/0`` (and ``?password=``)."""
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO_PW.sub(r"\1:***@", url))
+    """``redis://user:s3cret@h:6379/0`` -> ``redis://user:***@h:6379/0`` (and ``?password=``):
+    the package's one redaction, :func:`~.config.urls.redact_url`."""
+    return redact_url(url)
 
 
 def public_config(config: RateLimitsConfig) -> dict[str, Any]:
@@ -163,6 +252,7 @@ def build_admin_router(
     *,
     metrics: MetricsLike | None = None,
     clock: Callable[[], float] = time.time,
+    top: TopCallers | None = None,
 ) -> APIRouter:
     """The admin API, to mount with ``app.include_router(router, prefix=admin.path)``.
 
@@ -241,8 +331,17 @@ def build_admin_router(
             raise HTTPException(503, f"the store failed: {type(exc).__name__}: {exc}") from None
 
     @router.post("/reset", response_model=ResetOut, summary="Reset counters: one key, a rule, or everything",
-                 responses={404: {"description": "Unknown rule."}, 503: {"description": "The store failed."}})
-    async def post_reset(body: ResetIn, caller: Caller = Depends(authorize)) -> ResetOut:
+                 responses={404: {"description": "Unknown rule."}, 413: {"description": "The body is too large."},
+                            422: {"description": "The body is not such a JSON object."},
+                            503: {"description": "The store failed."}},
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": ResetIn.model_json_schema()}}}})
+    async def post_reset(request: Request, caller: Caller = Depends(authorize)) -> ResetOut:
+        # The body is read here, after the token was checked (a body parameter would make
+        # FastAPI read and parse it first, for anyone), and only up to MAX_BODY bytes.
+        if not is_json(request.headers.get("content-type")):
+            raise _invalid("the body must be JSON (Content-Type: application/json)", "model_attributes_type")
+        body = parse_reset(await read_body(request))
         what = {"rule": escape(body.rule) if body.rule else "*", "key": escape(body.key) if body.key else "*"}
         if body.rule is not None and body.rule not in {r.name for r in limits.config.rules}:
             audit(caller, "reset", "unknown_rule", **what)
@@ -284,4 +383,16 @@ def build_admin_router(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    add_operator_routes(router, limits, metrics, top)  # /top, /decisions (the admin page's data)
     return router
+
+
+@lru_cache(maxsize=16)
+def admin_templates(prefix: str) -> tuple[str, ...]:
+    """The full route templates the admin API serves under ``prefix`` (``/_ratelimits/rules``,
+    ...): the paths exempt from glob and regex rules. Read from the router itself, so a route
+    added to it is covered, and nothing else under the prefix is."""
+    router = build_admin_router(cast(AdminHandle, None), "RATELIMITS_ADMIN_TOKEN")  # its endpoints never run
+    base = prefix.rstrip("/")
+    paths = (getattr(route, "path", None) for route in (*router.routes, *admin_page_router().routes))
+    return tuple(base + path for path in paths if isinstance(path, str))

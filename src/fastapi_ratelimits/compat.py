@@ -1,21 +1,32 @@
 """The classes of the earlier ``fastapi-advanced-rate-limiter``, on this package's engine.
 
 Every class takes ``(capacity, fill_rate, scope="user", backend="memory",
-redis_client=None)``: ``capacity`` is the burst (buckets) or the window size (windows),
-``fill_rate`` the sustained rate in requests per second, so the window is ``capacity /
-fill_rate`` seconds, for every class alike. ``QueueLimiter`` lets ``capacity`` requests
-wait in line: a request over the rate waits for its slot (at most ``capacity /
-fill_rate`` seconds) instead of being refused.
+redis_client=None)`` and means by them what the earlier package's code does (not what
+its README says; its users have the code's behaviour in production):
+
+- ``TokenBucketLimiter`` / ``LeakyBucketLimiter``: a bucket of ``capacity`` refilled
+  (drained) at ``fill_rate`` requests per second;
+- ``FixedWindowRateLimiter``, ``SlidingWindowRateLimiter`` (weighted two-window
+  counter), ``SlidingWindowLogRateLimiter`` (exact): ``capacity`` requests per window of
+  ``1 / fill_rate`` seconds;
+- ``QueueLimiter``: ``capacity`` requests in any window of ``capacity / fill_rate``
+  seconds, exactly (a request holds its slot for that long).
+
+``allow_request`` answers at once with a bool, for every class. Waiting for a slot is a
+separate call: ``acquire(identifier, timeout=...)`` (``await aacquire(...)``) retries
+at the refusal's retry time and gives up, returning False, as soon as the next try
+would come after ``timeout`` seconds: it never sleeps past the timeout.
 
 Each method has an async twin with an ``a`` prefix (``await limiter.aallow_request(id)``).
 With ``backend="memory"`` both work. With ``backend="redis"`` a sync ``redis.Redis``
 serves the sync methods and a ``redis.asyncio.Redis`` the async ones; the other kind
 raises ``TypeError``.
 
-These are thin: the decisions are made by the stores and algorithms the middleware
-uses. Each limiter has its own rule name, so two limiters never share counters by
-accident; pass the same ``name=`` to share them on purpose (with Redis, that is also
-how several processes share one limit: without ``name=``, each process counts apart).
+Counter names. On Redis a limiter's default name comes from its class, ``capacity``,
+``fill_rate`` and ``scope``, so the same limiter built in several processes (workers,
+pods, a restart) is one shared limit, while limiters that differ in any of those never
+share counters. On memory each limiter counts alone (as the earlier package's did).
+``name=`` picks the counters' name on purpose (two limiters of one name share them).
 """
 
 from __future__ import annotations
@@ -27,11 +38,11 @@ import itertools
 import math
 import threading
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from .algorithms.base import LimitParams, LimitResult
+from .errors import StorageError
 from .rates import MAX_LIMIT, MAX_WINDOW_US
 from .storage.base import Check, CheckResult, Store
 from .storage.memory import default_memory_store
@@ -39,9 +50,11 @@ from .storage.memory import default_memory_store
 Scope = Literal["user", "ip", "global"]
 Backend = Literal["memory", "redis"]
 
-#: the key of callers that give no identifier under a per-user or per-IP scope: they
-#: share one limit (which errs on the side of limiting)
-ANONYMOUS = "-"
+#: the Redis timeout of a limiter built on a client that sets no ``socket_timeout`` of
+#: its own: long enough never to fire on a loaded but working Redis, short enough that a
+#: dead one does not hang a request (the earlier package had no timeout at all)
+DEFAULT_TIMEOUT_MS = 2000
+_MIN_SLEEP = 0.001  # never wake more often than this while waiting (no busy loop)
 
 _serial = itertools.count(1)
 
@@ -59,6 +72,16 @@ def is_async_redis(client: object) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
 
+def client_timeout_ms(client: object) -> int:
+    """The timeout a limiter on ``client`` uses by default: the client's own
+    ``socket_timeout`` when it sets one, else :data:`DEFAULT_TIMEOUT_MS`."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    seconds = kwargs.get("socket_timeout") if isinstance(kwargs, dict) else None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds < math.inf:
+        return max(1, math.ceil(seconds * 1000))
+    return DEFAULT_TIMEOUT_MS
+
+
 # One store per client and settings, shared by the limiters on that client (a sync
 # store opens a connection pool of its own). Kept on the client itself, so it goes
 # with the client.
@@ -66,30 +89,68 @@ _STORES_ATTR = "_fastapi_ratelimits_stores"
 _stores_lock = threading.Lock()
 
 
-def _redis_store(client: Any, key_prefix: str, timeout_ms: int | None) -> Any:
+def _redis_store(client: Any, key_prefix: str, timeout_ms: int) -> Any:
     from .storage.redis import RedisStore, SyncRedisStore
 
-    options: dict[str, Any] = {"key_prefix": key_prefix}
-    if timeout_ms is not None:
-        options["timeout_ms"] = timeout_ms
     with _stores_lock:
-        per_client: dict[tuple[str, int | None], Any] | None = getattr(client, _STORES_ATTR, None)
+        per_client: dict[tuple[str, int], Any] | None = getattr(client, _STORES_ATTR, None)
         if per_client is None:
             per_client = {}
             with contextlib.suppress(AttributeError, TypeError):  # no sharing then
                 setattr(client, _STORES_ATTR, per_client)
         store = per_client.get((key_prefix, timeout_ms))
         if store is None:
-            store = RedisStore(client, **options) if is_async_redis(client) else SyncRedisStore(client, **options)
+            kind = RedisStore if is_async_redis(client) else SyncRedisStore
+            store = kind(client, key_prefix=key_prefix, timeout_ms=timeout_ms)
             per_client[(key_prefix, timeout_ms)] = store
         return store
 
 
-_BUCKETS = frozenset({"token_bucket", "leaky_bucket", "queue", "gcra"})
+_redis_error: type[StorageError] | None = None
 
 
-class _SeedLimiter:
-    algorithm: ClassVar[str]
+def redis_storage_error() -> type[StorageError]:
+    """The error a limiter on Redis raises when Redis does not answer: a
+    :class:`~fastapi_ratelimits.errors.StorageError` that is also a
+    ``redis.exceptions.ConnectionError`` and ``redis.exceptions.TimeoutError``, so code
+    written against the earlier package (which let redis-py's errors through) still
+    catches it. Made on first use: importing this module does not import redis."""
+    global _redis_error
+    if _redis_error is None:
+        import redis.exceptions as rx
+
+        with _stores_lock:  # one class for every thread
+            if _redis_error is None:
+
+                class RedisStorageError(StorageError, rx.ConnectionError, rx.TimeoutError):
+                    """Redis did not answer a rate limiter (connection, timeout, bad reply)."""
+
+                RedisStorageError.__module__ = __name__
+                RedisStorageError.__qualname__ = "RedisStorageError"
+                _redis_error = RedisStorageError
+    return _redis_error
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStorageError":
+        return redis_storage_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _whole_seconds(seconds: float) -> int:
+    return math.ceil(seconds - 1e-9) if seconds > 0 else 0
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < math.inf:
+        raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    return float(timeout)
+
+
+class BaseRateLimiter:
+    """What the six classes share; not a limiter itself (it has no algorithm)."""
+
+    algorithm: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -103,6 +164,8 @@ class _SeedLimiter:
         key_prefix: str = "rl",
         timeout_ms: int | None = None,
     ) -> None:
+        if not self.algorithm:
+            raise TypeError("BaseRateLimiter is abstract: use one of its subclasses (TokenBucketLimiter, ...)")
         if isinstance(capacity, bool) or not isinstance(capacity, (int, float)) or capacity < 1 or capacity != int(capacity):
             raise ValueError(f"capacity must be a whole number >= 1, not {capacity!r}")
         if isinstance(fill_rate, bool) or not isinstance(fill_rate, (int, float)) or not fill_rate > 0 or math.isinf(fill_rate):
@@ -111,17 +174,30 @@ class _SeedLimiter:
             raise ValueError(f"scope must be 'user', 'ip' or 'global', not {scope!r}")
         if backend not in ("memory", "redis"):
             raise ValueError(f"backend must be 'memory' or 'redis', not {backend!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string, not {name!r}")
+        if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0):
+            raise ValueError(f"timeout_ms must be a whole number of milliseconds > 0, not {timeout_ms!r}")
         self.capacity = int(capacity)
         self.fill_rate = float(fill_rate)
         self.scope: Scope = scope
         self.backend: Backend = backend
-        self.name = name or f"{type(self).__name__}-{next(_serial)}-{uuid.uuid4().hex[:8]}"
+        self.redis_client = redis_client
         if self.capacity > MAX_LIMIT:
             raise ValueError(f"capacity is larger than {MAX_LIMIT}")
-        window_us = round(self.capacity / self.fill_rate * 1_000_000)
+        window_us = round(self.window_seconds_of(self.capacity, self.fill_rate) * 1_000_000)
         if not 1 <= window_us <= MAX_WINDOW_US:
-            raise ValueError("capacity / fill_rate must be a window between a microsecond and 366 days")
-        self.params = self._params(self.capacity, window_us)
+            raise ValueError(
+                f"{type(self).__name__}({capacity!r}, {fill_rate!r}) makes a window of "
+                f"{window_us / 1_000_000:g} s: it must be between a microsecond and 366 days"
+            )
+        self.params = LimitParams(self.capacity, window_us, self.capacity, 0)
+        if name is not None:
+            self.name = name
+        elif backend == "redis":
+            self.name = self.default_name()
+        else:  # each memory limiter counts alone, as the earlier package's did
+            self.name = f"{self.default_name()}@{next(_serial)}"
         self._sync: SyncStore | None = None
         self._async: Store | None = None
         if backend == "memory":
@@ -130,14 +206,27 @@ class _SeedLimiter:
         else:
             if redis_client is None:
                 raise ValueError("backend='redis' needs redis_client (a redis.Redis or redis.asyncio.Redis)")
-            store = _redis_store(redis_client, key_prefix, timeout_ms)
+            redis_storage_error()  # redis is imported already: the caller made a client
+            store = _redis_store(redis_client, key_prefix, timeout_ms or client_timeout_ms(redis_client))
             if is_async_redis(redis_client):
                 self._async = store
             else:
                 self._sync = store
 
-    def _params(self, capacity: int, window_us: int) -> LimitParams:
-        return LimitParams(capacity, window_us, capacity, 0)
+    @classmethod
+    def window_seconds_of(cls, capacity: int, fill_rate: float) -> float:
+        """The length of the limit's window for these arguments (a bucket: the time it
+        takes to refill from empty)."""
+        return capacity / fill_rate
+
+    def default_name(self) -> str:
+        """The counters' name when none is given: the same for the same class,
+        ``capacity``, ``fill_rate`` and ``scope`` in every process, different otherwise."""
+        return f"{type(self).__name__}/{self.scope}/{self.capacity}/{self.fill_rate!r}"
+
+    @property
+    def window_seconds(self) -> float:
+        return self.params.window_us / 1_000_000
 
     def __repr__(self) -> str:
         return (
@@ -145,12 +234,28 @@ class _SeedLimiter:
             f"scope={self.scope!r}, backend={self.backend!r}, name={self.name!r})"
         )
 
+    def get_config(self) -> dict[str, Any]:
+        """The limiter's settings: the earlier package's four keys (``capacity``,
+        ``fill_rate``, ``scope``, ``backend``), then ``algorithm``, ``name`` and
+        ``window_seconds``."""
+        return {
+            "capacity": self.capacity,
+            "fill_rate": self.fill_rate,
+            "scope": self.scope,
+            "backend": self.backend,
+            "algorithm": self.algorithm,
+            "name": self.name,
+            "window_seconds": self.window_seconds,
+        }
+
     # -- plumbing -----------------------------------------------------------------
 
     def _key(self, identifier: object) -> str:
         if self.scope == "global":
             return "global"
-        return ANONYMOUS if identifier is None else str(identifier)
+        if identifier is None:
+            raise ValueError(f"identifier is required for scope {self.scope!r} (a user id or an IP address)")
+        return str(identifier)
 
     def _check(self, identifier: object) -> Check:
         return Check(self.name, self.algorithm, self._key(identifier), (self.params,), 1)
@@ -171,57 +276,114 @@ class _SeedLimiter:
             )
         return self._async
 
-    def _status(self, identifier: object, res: CheckResult) -> dict[str, Any]:
-        r: LimitResult = res.results[0]
-        wait = self._wait(r)
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError as exc:
+            if self.backend != "redis" or isinstance(exc, redis_storage_error()):
+                raise
+            raise redis_storage_error()(str(exc)) from exc
+
+    def _decide(self, identifier: object, method: str) -> CheckResult:
+        check = self._check(identifier)
+        store = self._sync_store(method)
+        with self._storage_errors():
+            return store.decide_sync([check])[0]
+
+    def _peek(self, identifier: object, method: str) -> LimitResult:
+        check = self._check(identifier)
+        store = self._sync_store(method)
+        with self._storage_errors():
+            return store.peek_sync(check).results[0]
+
+    async def _adecide(self, identifier: object, method: str) -> CheckResult:
+        check = self._check(identifier)
+        store = self._async_store(method)
+        with self._storage_errors():
+            return (await store.decide([check]))[0]
+
+    async def _apeek(self, identifier: object, method: str) -> LimitResult:
+        check = self._check(identifier)
+        store = self._async_store(method)
+        with self._storage_errors():
+            return (await store.peek(check)).results[0]
+
+    def _status(self, identifier: object, r: LimitResult) -> dict[str, Any]:
+        # the peek priced one request; the caller wants what is left before it
         remaining = r.remaining + 1 if r.allowed else r.remaining
-        used = max(0, self.params.burst - remaining) if self.algorithm in _BUCKETS else max(0, r.limit - remaining)
-        size = self.params.burst if self.algorithm in _BUCKETS else r.limit
-        # the seed's own keys, so code written against its get_status keeps working
-        seed = {
-            "tokens_remaining": remaining, "water_level": used, "count": used, "current_requests": used,
-            "available": remaining, "available_slots": remaining, "window_size": self.params.window_us / 1_000_000,
-            "utilization_pct": round(used / size * 100, 1) if size else 0.0,
+        used = max(0, self.capacity - remaining)
+        wait = self._wait(r)
+        status: dict[str, Any] = {
+            "capacity": self.capacity,
+            "fill_rate": self.fill_rate,
+            "utilization_pct": round(used / self.capacity * 100, 1),
         }
-        return seed | {
+        status.update(self._seed_status(r, remaining, used))
+        status.update({
             "algorithm": self.algorithm,
             "name": self.name,
             "scope": self.scope,
             "key": self._key(identifier),
-            "capacity": self.capacity,
-            "fill_rate": self.fill_rate,
-            "window_seconds": self.params.window_us / 1_000_000,
+            "window_seconds": self.window_seconds,
             "allowed": r.allowed,
-            # the peek priced one request; the caller wants what is left before it
             "remaining": remaining,
             "reset_after": r.reset_us / 1_000_000,
             "wait_time": wait,
             "retry_after": _whole_seconds(wait),
-        }
+        })
+        return status
+
+    def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
+        """The earlier package's own ``get_status`` keys of this class."""
+        return {"count": used, "available": remaining, "window_size": self.window_seconds}
 
     @staticmethod
     def _wait(r: LimitResult) -> float:
-        """Seconds before a request made now may proceed (a queue: its wait in line)."""
-        return (r.delay_us if r.allowed else r.retry_after_us) / 1_000_000
+        """Seconds before a request made now may pass (0.0 when at once)."""
+        return 0.0 if r.allowed else r.retry_after_us / 1_000_000
 
     # -- sync ---------------------------------------------------------------------
 
     def allow_request(self, identifier: object = None) -> bool:
-        """Take one request from the limit; True when it may proceed."""
-        res = self._sync_store("allow_request").decide_sync([self._check(identifier)])[0]
-        return res.allowed
+        """Take one request from the limit if it may pass now: True, else False at once.
+
+        ``identifier`` is the user id (scope ``user``) or the IP address (scope ``ip``);
+        it is required for those scopes (``ValueError`` without one) and ignored for
+        scope ``global``."""
+        return self._decide(identifier, "allow_request").allowed
+
+    def acquire(self, identifier: object = None, *, timeout: float) -> bool:
+        """Wait for the limit to let one request pass, at most ``timeout`` seconds.
+
+        True once the request is taken; False when it could not be within ``timeout``.
+        It tries, sleeps until the refusal's retry time (never spins), and tries again;
+        when the next try would come after the deadline it returns False at once, so it
+        never sleeps past ``timeout`` (the last try may add one store call, bounded by
+        the Redis timeout). A wait does not hold a place in line: another caller may
+        take a freed slot first. ``timeout=0`` is ``allow_request``. Sleeps with
+        ``time.sleep``: call it from a thread, not from an event loop (use
+        ``aacquire`` there)."""
+        deadline = time.monotonic() + _check_timeout(timeout)
+        while True:
+            res = self._decide(identifier, "acquire")
+            if res.allowed:
+                return True
+            wait = max(res.retry_after_us / 1_000_000, _MIN_SLEEP)
+            if time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)
 
     def get_status(self, identifier: object = None) -> dict[str, Any]:
-        """Where the limit stands for this caller (takes nothing): ``allowed`` (would a
-        request pass now), ``remaining`` (requests that may still pass now; a queue:
-        that may still get in line), ``reset_after`` and ``wait_time`` in seconds,
-        ``retry_after`` in whole seconds, and the limiter's settings."""
-        res = self._sync_store("get_status").peek_sync(self._check(identifier))
-        return self._status(identifier, res)
+        """Where the limit stands for this caller (takes nothing): the earlier package's
+        keys of this class, then ``allowed`` (would a request pass now), ``remaining``
+        (requests that may still pass now), ``reset_after`` and ``wait_time`` in
+        seconds, ``retry_after`` in whole seconds, and the limiter's settings."""
+        return self._status(identifier, self._peek(identifier, "get_status"))
 
     def get_wait_time(self, identifier: object = None) -> float:
-        """Seconds before a request made now may proceed (0.0 when at once)."""
-        return self._wait(self._sync_store("get_wait_time").peek_sync(self._check(identifier)).results[0])
+        """Seconds before a request made now may pass (0.0 when at once)."""
+        return self._wait(self._peek(identifier, "get_wait_time"))
 
     def get_retry_after(self, identifier: object = None) -> int:
         """``get_wait_time`` in whole seconds, rounded up (0 when a request passes now);
@@ -229,107 +391,166 @@ class _SeedLimiter:
         return _whole_seconds(self.get_wait_time(identifier))
 
     def reset(self, identifier: object = None) -> None:
-        """Forget this caller's count; without an identifier (scope user or ip), every
-        caller's."""
+        """Forget this caller's count (scope ``global``: the one count). The identifier
+        is required for scopes ``user`` and ``ip``; ``reset_all()`` forgets everyone's."""
+        check = self._check(identifier)
         store = self._sync_store("reset")
-        if identifier is None and self.scope != "global":
+        with self._storage_errors():
+            store.reset_sync(self.name, check.key)
+
+    def reset_all(self) -> None:
+        """Forget the counts of every caller of this limiter (of every limiter of its name)."""
+        store = self._sync_store("reset_all")
+        with self._storage_errors():
             store.reset_sync(self.name)
-        else:
-            store.reset_sync(self.name, self._key(identifier))
 
     # -- async --------------------------------------------------------------------
 
     async def aallow_request(self, identifier: object = None) -> bool:
-        res = (await self._async_store("allow_request").decide([self._check(identifier)]))[0]
-        return res.allowed
+        return (await self._adecide(identifier, "allow_request")).allowed
+
+    # not a cancel scope: a wait that would pass the timeout is refused at once
+    async def aacquire(self, identifier: object = None, *, timeout: float) -> bool:  # noqa: ASYNC109
+        """``acquire`` for asyncio: waits with ``asyncio.sleep``, never blocking the loop."""
+        deadline = time.monotonic() + _check_timeout(timeout)
+        while True:
+            res = await self._adecide(identifier, "acquire")
+            if res.allowed:
+                return True
+            wait = max(res.retry_after_us / 1_000_000, _MIN_SLEEP)
+            if time.monotonic() + wait > deadline:
+                return False
+            await asyncio.sleep(wait)
 
     async def aget_status(self, identifier: object = None) -> dict[str, Any]:
-        res = await self._async_store("get_status").peek(self._check(identifier))
-        return self._status(identifier, res)
+        return self._status(identifier, await self._apeek(identifier, "get_status"))
 
     async def aget_wait_time(self, identifier: object = None) -> float:
-        return self._wait((await self._async_store("get_wait_time").peek(self._check(identifier))).results[0])
+        return self._wait(await self._apeek(identifier, "get_wait_time"))
 
     async def aget_retry_after(self, identifier: object = None) -> int:
         return _whole_seconds(await self.aget_wait_time(identifier))
 
     async def areset(self, identifier: object = None) -> None:
+        check = self._check(identifier)
         store = self._async_store("reset")
-        if identifier is None and self.scope != "global":
+        with self._storage_errors():
+            await store.reset(self.name, check.key)
+
+    async def areset_all(self) -> None:
+        store = self._async_store("reset_all")
+        with self._storage_errors():
             await store.reset(self.name)
-        else:
-            await store.reset(self.name, self._key(identifier))
 
 
-def _whole_seconds(seconds: float) -> int:
-    return math.ceil(seconds - 1e-9) if seconds > 0 else 0
-
-
-class TokenBucketLimiter(_SeedLimiter):
+class TokenBucketLimiter(BaseRateLimiter):
     """A bucket of ``capacity`` tokens refilled at ``fill_rate`` per second."""
 
     algorithm = "token_bucket"
 
+    def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
+        # the tokens, fraction included, from the time the bucket needs to be full again
+        # (the peek priced one request: when admitted, it counted one token taken)
+        interval_us = self.params.interval_us
+        tokens = self.capacity - r.reset_us / interval_us + (1 if r.allowed else 0)
+        tokens = min(max(tokens, 0.0), float(self.capacity))
+        return {"tokens_remaining": round(tokens, 2), "utilization_pct": round((1 - tokens / self.capacity) * 100, 1)}
 
-class LeakyBucketLimiter(_SeedLimiter):
+
+class LeakyBucketLimiter(BaseRateLimiter):
     """A bucket of ``capacity`` that leaks ``fill_rate`` requests per second."""
 
     algorithm = "leaky_bucket"
 
+    def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
+        # the level, fraction included, from the time the bucket needs to drain
+        level = r.reset_us / self.params.interval_us - (1 if r.allowed else 0)
+        level = min(max(level, 0.0), float(self.capacity))
+        return {
+            "water_level": round(level, 2),
+            "available": round(self.capacity - level, 2),
+            "utilization_pct": round(level / self.capacity * 100, 1),
+        }
 
-class FixedWindowRateLimiter(_SeedLimiter):
-    """``capacity`` requests per window of ``capacity / fill_rate`` seconds, aligned to
-    the clock."""
+
+class FixedWindowRateLimiter(BaseRateLimiter):
+    """``capacity`` requests per window of ``1 / fill_rate`` seconds, aligned to the clock."""
 
     algorithm = "fixed_window"
 
+    @classmethod
+    def window_seconds_of(cls, capacity: int, fill_rate: float) -> float:
+        return 1 / fill_rate
 
-class SlidingWindowRateLimiter(_SeedLimiter):
-    """``capacity`` requests per sliding window of ``capacity / fill_rate`` seconds
-    (weighted counter: cheap, approximate; see ``algorithms/sliding_window.py``)."""
+
+class SlidingWindowRateLimiter(BaseRateLimiter):
+    """``capacity`` requests per sliding window of ``1 / fill_rate`` seconds (weighted
+    two-window counter: cheap, approximate; see ``algorithms/sliding_window.py``)."""
 
     algorithm = "sliding_window"
 
+    @classmethod
+    def window_seconds_of(cls, capacity: int, fill_rate: float) -> float:
+        return 1 / fill_rate
 
-class SlidingWindowLogRateLimiter(_SeedLimiter):
-    """``capacity`` requests in any window of ``capacity / fill_rate`` seconds, exactly
-    (one timestamp per request)."""
+
+class SlidingWindowLogRateLimiter(BaseRateLimiter):
+    """``capacity`` requests in any window of ``1 / fill_rate`` seconds, exactly (one
+    timestamp per request)."""
 
     algorithm = "sliding_window_log"
 
+    @classmethod
+    def window_seconds_of(cls, capacity: int, fill_rate: float) -> float:
+        return 1 / fill_rate
 
-class QueueLimiter(_SeedLimiter):
-    """Requests start at ``fill_rate`` per second; up to ``capacity`` wait in line.
 
-    ``allow_request`` returns True once the request's turn has come: it waits (sleeps)
-    for its slot, at most ``capacity / fill_rate`` seconds, and returns False at once
-    when the line is full. ``aallow_request`` waits with ``asyncio.sleep``.
-    ``get_wait_time`` says how long a request made now would wait.
-    """
+class QueueLimiter(BaseRateLimiter):
+    """``capacity`` slots, each held ``capacity / fill_rate`` seconds by the request that
+    took it: at most ``capacity`` requests in any window of that length, exactly.
 
-    algorithm = "queue"
+    ``allow_request`` takes a free slot or answers False at once; ``acquire(identifier,
+    timeout=...)`` waits for one to free up, at most ``timeout`` seconds.
+    ``get_wait_time`` says when the next slot frees."""
 
-    def _params(self, capacity: int, window_us: int) -> LimitParams:
-        return LimitParams(capacity, window_us, 1, window_us)
+    algorithm = "sliding_window_log"
 
-    def allow_request(self, identifier: object = None) -> bool:
-        res = self._sync_store("allow_request").decide_sync([self._check(identifier)])[0]
-        if res.allowed and res.delay_us:
-            time.sleep(res.delay_us / 1_000_000)
-        return res.allowed
+    def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
+        # the oldest live request holds its slot until the log's reset
+        oldest_age = max(0.0, self.window_seconds - r.reset_us / 1_000_000) if used else 0.0
+        return {
+            "current_requests": used,
+            "available_slots": remaining,
+            "oldest_request_age": round(oldest_age, 2),
+        }
 
-    async def aallow_request(self, identifier: object = None) -> bool:
-        res = (await self._async_store("allow_request").decide([self._check(identifier)]))[0]
-        if res.allowed and res.delay_us:
-            await asyncio.sleep(res.delay_us / 1_000_000)
-        return res.allowed
+    def get_current_usage(self, identifier: object = None) -> dict[str, Any]:
+        """The same as ``get_status`` (the earlier package's name for it)."""
+        return self.get_status(identifier)
+
+    async def aget_current_usage(self, identifier: object = None) -> dict[str, Any]:
+        return await self.aget_status(identifier)
+
+
+#: the classes by algorithm name, as the earlier package's ``LIMITERS``
+LIMITERS: dict[str, type[BaseRateLimiter]] = {
+    "token_bucket": TokenBucketLimiter,
+    "leaky_bucket": LeakyBucketLimiter,
+    "queue": QueueLimiter,
+    "fixed_window": FixedWindowRateLimiter,
+    "sliding_window": SlidingWindowRateLimiter,
+    "sliding_window_log": SlidingWindowLogRateLimiter,
+}
 
 
 __all__ = [
+    "LIMITERS",
+    "BaseRateLimiter",
     "FixedWindowRateLimiter",
     "LeakyBucketLimiter",
     "QueueLimiter",
     "SlidingWindowLogRateLimiter",
     "SlidingWindowRateLimiter",
     "TokenBucketLimiter",
+    "redis_storage_error",
 ]

@@ -10,7 +10,8 @@ from .algorithms.base import LimitParams, LimitResult
 
 class LimitPieces(Protocol):
     """What a decision and its headers read of one tier of one rule's limits (the
-    engine's ``LimitSet``): names, windows and the header bytes computed once."""
+    engine's ``LimitSet``): names, windows and the header pieces computed once
+    (``headers.pieces``; ``dialect`` is a ``headers.Dialect``, a layer above this one)."""
 
     @property
     def params(self) -> tuple[LimitParams, ...]: ...
@@ -19,9 +20,17 @@ class LimitPieces(Protocol):
     @property
     def windows_s(self) -> tuple[int, ...]: ...
     @property
+    def dialect(self) -> Any: ...
+    @property
+    def bits(self) -> int: ...
+    @property
     def policy(self) -> bytes: ...
     @property
-    def item_prefixes(self) -> tuple[bytes, ...]: ...
+    def policy_items(self) -> tuple[bytes, ...]: ...
+    @property
+    def formats(self) -> tuple[bytes, ...]: ...
+    @property
+    def pk_salt(self) -> bytes | None: ...
 
 
 @dataclass(slots=True)
@@ -35,7 +44,7 @@ class RuleOutcome:
     committed: bool  # its units were taken
     results: tuple[LimitResult, ...]  # per limit, in the rule's order; empty when the store was down
     limits: LimitPieces  # names, windows and precomputed header pieces
-    headers: str  # header mode of this rule: ietf | legacy | both | none
+    headers: str  # header dialect of this rule: ietf-10 | legacy | both | none (a registered name)
     cost: int = 1
 
     def limit_states(self) -> list[dict[str, Any]]:

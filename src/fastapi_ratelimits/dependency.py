@@ -162,7 +162,7 @@ class RateLimitDependency:
 
 def limit(rate: str | Sequence[str], *, scope: str | IdentityFn = "ip", algorithm: str = "sliding_window",
           name: str | None = None, burst: int | None = None, cost: int = 1, max_delay: str | float | None = None,
-          status: int = 429, headers: str = "ietf", mode: str = "enforce", on_missing_identity: str = "ip",
+          status: int = 429, headers: str = "ietf-10", mode: str = "enforce", on_missing_identity: str = "ip",
           ) -> RateLimitDependency:
     """A FastAPI dependency that limits the requests of the routes it guards.
 

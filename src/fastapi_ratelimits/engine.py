@@ -24,12 +24,13 @@ from typing import Any, cast
 
 from starlette.types import Scope
 
+from .admin import admin_templates
 from .algorithms.base import LimitParams, LimitResult
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
 from .fallback import after_store_error
-from .headers import MODE_BITS, Admit, Write, admit_for, admitted_headers, numbers_writer
+from .headers import Admit, Dialect, Write, admit_for, admitted_headers, get_dialect, numbers_writer, pieces
 from .identity import Identity, RequestView, compile_identities, lookup
 from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
 from .metrics import MetricsLike
@@ -44,19 +45,24 @@ _IP_CHECKS = 4096  # checks kept per ip rule (a Check is immutable: the same one
 
 @dataclass(frozen=True, slots=True)
 class LimitSet:
-    """The limits of one tier of one rule, with their names and header pieces."""
+    """The limits of one tier of one rule, with their names and header pieces
+    (:func:`~fastapi_ratelimits.headers.pieces`: computed once, per request only numbers)."""
 
     params: tuple[LimitParams, ...]
     names: tuple[str, ...]  # "search", "search-1h"
     windows_s: tuple[int, ...]
-    policy: bytes  # b'"search";q=20;w=1, "search-1h";q=1000;w=3600'
-    item_prefixes: tuple[bytes, ...]  # b'"search";r='
     cost: int
     local: tuple[LimitParams, ...]  # limit / storage.instances, for on_error: local
+    dialect: Dialect  # the rule's header dialect
+    bits: int  # STRUCTURED_BIT | LEGACY_BIT of the dialect (0: no headers)
+    policy: bytes  # b'"search";q=20;w=1, "search-1h";q=1000;w=3600'
+    policy_items: tuple[bytes, ...]
+    formats: tuple[bytes, ...]  # b'"search";r=%d;t=%d'
+    pk_salt: bytes | None  # the rule writes a partition key (pk)
 
 
 def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
-               cost: int, instances: int) -> LimitSet:
+               cost: int, instances: int, dialect: Dialect, partition: bytes | None = None) -> LimitSet:
     algo = get_algorithm(algorithm)
     params: list[LimitParams] = []
     local: list[LimitParams] = []
@@ -72,9 +78,9 @@ def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | No
                                  max_delay_us))
         names.append(name if i == 0 else f"{name}-{window_label(rate.window_us)}")
         windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
-    policy = ", ".join(f'"{n}";q={p.limit};w={w}' for n, p, w in zip(names, params, windows, strict=True))
-    prefixes = tuple(f'"{n}";r='.encode() for n in names)
-    return LimitSet(tuple(params), tuple(names), tuple(windows), policy.encode(), prefixes, cost, tuple(local))
+    hp = pieces(dialect, names, [p.limit for p in params], windows, cost, partition)
+    return LimitSet(tuple(params), tuple(names), tuple(windows), cost, tuple(local), dialect, hp.bits, hp.policy,
+                    hp.policy_items, hp.formats, hp.pk_salt)
 
 
 class Condition:
@@ -109,8 +115,9 @@ class Condition:
 class CompiledRule:
     """One rule, ready for requests."""
 
-    __slots__ = ("algorithm", "base", "fixed_check", "header_bits", "headers", "identity", "index", "ip_checks", "kind",
-                 "match", "name", "on_error", "refusal_body", "rule", "shadow", "skip_missing", "status", "tiers")
+    __slots__ = ("algorithm", "base", "dialect", "fixed_check", "header_bits", "headers", "identity", "index", "ip_checks",
+                 "kind", "match", "name", "on_error", "partition", "problem", "refusal_body", "rule", "shadow",
+                 "skip_missing", "status", "tiers")
 
     def __init__(self, rule: Rule, index: int, config: RateLimitsConfig, identity: Identity) -> None:
         d = config.defaults
@@ -122,14 +129,22 @@ class CompiledRule:
         self.match = RuleMatch.compile(rule.match.path, rule.match.route, rule.match.methods)
         self.shadow = rule.mode == "shadow"
         # a shadow rule is invisible to clients unless the rule itself asks for headers
-        self.headers = rule.headers or ("none" if self.shadow else d.headers)
-        self.header_bits = MODE_BITS[self.headers]
+        self.dialect = get_dialect(rule.headers or ("none" if self.shadow else d.headers))
+        self.headers = self.dialect.name
+        self.header_bits = self.dialect.bits
+        # pk: a hash of the counter's key, when asked for and the rule tells callers apart
+        wants_pk = rule.headers_partition_key if rule.headers_partition_key is not None else d.headers_partition_key
+        self.partition: bytes | None = None
+        if wants_pk and identity.kind != "global":
+            self.partition = f"{config.storage.key_prefix}\0{rule.name}".encode()
+        self.problem = (rule.refusal_body or d.refusal_body) == "problem"
         self.status = rule.status or d.status
         self.on_error = rule.on_error or config.storage.on_error
         self.skip_missing = (rule.on_missing_identity or d.on_missing_identity) == "skip"
         instances = config.storage.instances
         delay = rule.max_delay_us()
-        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.cost or 1, instances)
+        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.cost or 1, instances,
+                               self.dialect, self.partition)
         self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
         )
@@ -144,7 +159,8 @@ class CompiledRule:
 
     def _tier(self, o: Override, delay: int, instances: int) -> LimitSet:
         burst = o.burst if o.burst is not None else self.rule.burst
-        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances)
+        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances,
+                          self.dialect, self.partition)
 
     def ip_check(self, client_key: str) -> Check:
         """The check of an ``ip`` rule without tiers for a client (kept: a Check never changes)."""
@@ -346,7 +362,10 @@ class Engine:
                  identities: Mapping[str, IdentityFn] | None = None,
                  docs_paths: Iterable[str] = DOCS_PATHS, routes: RouteTable | None = None) -> None:
         self.config = config
-        self.identities = compile_identities(config.identities, identities)
+        # inline identities (scope: header:X-API-Key) are built like named ones, named by their spec
+        scopes = [config.defaults.scope, *(r.scope for r in config.rules if r.scope)]
+        inline = {s: s for s in scopes if ":" in s and s not in config.identities}
+        self.identities = compile_identities({**config.identities, **inline}, identities)
         self.client_ip = ClientIPResolver(config.client_ip.trusted_proxies, config.client_ip.ipv6_prefix,
                                           config.exempt.ips)
         rules: list[CompiledRule] = []
@@ -359,8 +378,9 @@ class Engine:
             routes = RouteTable(router)
         admin = config.admin.path if config.admin.enabled else None
         self.matcher: Matcher[CompiledRule] = Matcher(
-            [(r.match, r) for r in rules], exempt_paths=config.exempt.paths, admin_path=admin,
-            docs_paths=docs_paths, routes=routes,
+            [(r.match, r) for r in rules if not r.rule.match.websocket], exempt_paths=config.exempt.paths,
+            admin_path=admin, docs_paths=docs_paths, routes=routes,
+            admin_templates=admin_templates(admin) if admin else (),
         )
 
     def rule(self, name: str) -> CompiledRule:

@@ -139,7 +139,7 @@ class Gate:
         counter = prep.counter
         if counter is None or prep.counted_by is not self.metrics:
             counter = prep.count_with(self.metrics)
-        self.metrics.count_admitted_to(counter, _perf_counter() - t0)
+        self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
 
     def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float) -> Admitted | Decision:
         """The answer from the store's results: an admitted request's headers and delay

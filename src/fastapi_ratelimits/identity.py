@@ -6,26 +6,33 @@ rules file alias one of those; callables (``install(identities=...)`` or
 ``register_identity``) get the request and return a string, or None when the caller has no
 such identity (sync or async). Each is compiled once per config into a small resolver.
 
+Header, cookie and query values are read exactly as Starlette hands them to the endpoint
+(the same parser, the same choice among repeated values, no limit of the limiter's own):
+a header's first value (``Headers.get``), a cookie parsed by Starlette's ``cookie_parser``
+from every ``Cookie`` header with the last value of a name winning (``Request.cookies``),
+a query parameter's last value (``QueryParams``). A caller therefore cannot show the
+limiter one value and the endpoint another.
+
 A value becomes part of a key as ``"<scope>:<value>"``; the store hashes anything longer
-than 64 bytes or with unusual characters (``storage.base.safe_key``), so a client cannot
-write arbitrary bytes into keys.
+than 64 bytes or with unusual characters (``storage.base.safe_key``), whole (never cut),
+so a client cannot write arbitrary bytes into keys nor share another caller's counter.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from .clientip import ClientIP
 from .config.models import parse_identity_spec
 from .registry import IdentityFn, get_identity
 
-MAX_VALUE = 1024  # longer header/cookie/query values are cut before hashing
+_COOKIE = b"cookie"
 
 
 class RequestView:
@@ -51,36 +58,25 @@ class RequestView:
                     headers[k] = v
             self._headers = headers
         value = headers.get(name)
-        return None if value is None else value[:MAX_VALUE].decode("latin-1")
+        return None if value is None else value.decode("latin-1")
 
     def cookie(self, name: str) -> str | None:
         cookies = self._cookies
         if cookies is None:
+            # as Request.cookies: every Cookie header, parsed by Starlette, later values win
             cookies = {}
-            raw = self.header(b"cookie")
-            if raw:
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(raw)
-                except Exception:  # malformed cookies: read them one by one
-                    for part in raw.split(";"):
-                        k, sep, v = part.partition("=")
-                        if sep and k.strip():
-                            cookies.setdefault(k.strip(), v.strip())
-                else:
-                    for k, morsel in jar.items():
-                        cookies[k] = morsel.value
+            for k, v in self.scope.get("headers") or ():
+                if k == _COOKIE:  # ASGI header names are lower case (Starlette compares so too)
+                    cookies.update(cookie_parser(v.decode("latin-1")))
             self._cookies = cookies
         return cookies.get(name)
 
     def query(self, name: str) -> str | None:
         query = self._query
         if query is None:
-            query = {}
+            # as QueryParams: the whole query string, blank values kept, the last value wins
             raw = self.scope.get("query_string") or b""
-            if raw:
-                for k, v in parse_qsl(raw[:8192].decode("latin-1"), keep_blank_values=False):
-                    query.setdefault(k, v)
+            query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
             self._query = query
         return query.get(name)
 
@@ -135,7 +131,7 @@ def _builtin(name: str, spec: str) -> Identity:
 
 
 def _from_callable(name: str, fn: IdentityFn) -> Identity:
-    from starlette.requests import Request
+    from starlette.requests import HTTPConnection, Request
 
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
@@ -144,7 +140,8 @@ def _from_callable(name: str, fn: IdentityFn) -> Identity:
         if v.path_params and not scope.get("path_params"):
             scope = dict(scope)
             scope["path_params"] = dict(v.path_params)
-        return fn(Request(scope))
+        # a websocket handshake has no Request: its HTTPConnection (headers, query, cookies, client)
+        return fn(Request(scope) if scope["type"] == "http" else HTTPConnection(scope))  # type: ignore[arg-type]
 
     # sync callables may still return an awaitable; the engine checks when is_async is False
     return Identity(name, "callable", call, is_async)

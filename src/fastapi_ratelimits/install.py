@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .admin import build_admin_router
+from .admin_page import admin_page_router
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
 from .engine import CompiledRule, Engine, verdict
@@ -49,6 +50,8 @@ from .reload import FileWatcher
 from .storage.base import Store
 from .storage.factory import check_storage, is_memory, open_store, refusal_cache
 from .storage.memory import MemoryStore
+from .top import TopCallers
+from .websocket import WebSocketLimits
 
 log = logging.getLogger("fastapi_ratelimits")
 reload_log = logging.getLogger("fastapi_ratelimits.reload")
@@ -122,8 +125,8 @@ class RateLimits:
         self._store_loop_check = False  # a lazily opened network store follows the event loop
         self._local = MemoryStore(max_keys=loaded.config.storage.memory_max_keys, clock=self._clock_us)
         # listeners added with add_decision_listener (the handle's own, metrics and refusal
-        # logs, is called first by _notify_decision; an admitted request with no listener
-        # here is counted without building a Decision: see middleware)
+        # logs, is called first by notify_decision; an admitted request with no listener
+        # here is counted without building a Decision: see gate)
         self._decision_listeners: list[Callable[[Decision, float], None]] = []
         self._reload_listeners: list[Callable[[ReloadResult], None]] = []
         self._reload_lock: asyncio.Lock | None = None
@@ -131,6 +134,8 @@ class RateLimits:
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
         self.refusals = RefusalLogger(log)
+        #: top callers per rule (see :mod:`.top`), counted by the metrics' hooks
+        self.top = TopCallers(lambda: self._store, clock=clock or time.time)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
         #: decides each HTTP request for the middleware (kept current by this handle)
@@ -138,6 +143,9 @@ class RateLimits:
                          notify=self.notify_decision, listeners=self._decision_listeners,
                          open_store=self.ensure_store, clock_us=self._clock_us)
         self._set_metrics(self.metrics)
+        #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
+        #: websocket scope
+        self.websockets = WebSocketLimits(self)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
@@ -145,6 +153,9 @@ class RateLimits:
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
         self.gate.metrics = metrics
+        metrics.top = self.top
+        if isinstance(metrics, Metrics):
+            metrics.registry.register(self.top.collector())
         metrics.accept_rule = self._code_rules.__contains__
         metrics.set_rules(self._rule_names())
         loaded = self._active.loaded
@@ -158,6 +169,8 @@ class RateLimits:
         metrics = self._metrics
         if metrics is not None:
             metrics.observe_decision(decision, seconds)
+        else:  # no prometheus-client: the stand-in still feeds the top callers
+            self.metrics.observe_decision(decision, seconds)
         if decision.rule is not None or decision.shadow_limited:
             refusals = self.refusals
             for o in decision.outcomes:
@@ -222,12 +235,14 @@ class RateLimits:
         self._store_loop_check = False
         self.gate.use_store(self._store, refusal_cache(self._store))
         self._reload_lock = asyncio.Lock()  # of this event loop
+        self.top.start()
         if self.watch:
             await self._start_watcher()
 
     async def shutdown(self) -> None:
         """Stop the watcher and close the store (the app's lifespan calls this)."""
         await self._stop_watcher()
+        await self.top.stop()
         await self._close_store()
         self.refusals.flush()
 
@@ -291,6 +306,18 @@ class RateLimits:
         # a store that follows the event loop is asked for on each request
         self.gate.use_store(None if self._store_loop_check else store, refusal_cache(store))
         return store
+
+    async def ready_store(self) -> Store:
+        """The store, opened on first use when no lifespan did (what websockets decide on)."""
+        store = self._store
+        if store is None or self._store_loop_check:
+            store = await self.ensure_store()
+        return store
+
+    def record_decision(self, decision: Decision, seconds: float) -> None:
+        """Count a decision made outside the middleware (websockets): metrics, refusal logs
+        and the listeners added with :meth:`add_decision_listener`."""
+        self.notify_decision(decision, seconds)
 
     # -- listeners ----------------------------------------------------------------------
     def add_reload_listener(self, fn: Callable[[ReloadResult], None]) -> None:
@@ -403,7 +430,10 @@ class RateLimits:
         res = await store.peek(check, self.now_us())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 1)
-        return {"rule": crule.name, "key": full, "limits": outcome.limit_states()}
+        out = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
+        if crule.rule.match.websocket:
+            out.update(await self.websockets.status(crule.name, full))
+        return out
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule (``key=None``), one key under
@@ -415,12 +445,16 @@ class RateLimits:
         if rule is not None:
             crule = self._rule(rule)
             full = crule.key_for(key) if key is not None else None
-            return await store.reset(rule, full) + await self._local.reset(rule, full)
+            n = 0
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
+            return n
         assert key is not None
         n = 0
         for crule in (*engine.rules, *self._code_rules.values()):
             full = crule.key_for(key)
-            n += await store.reset(crule.name, full) + await self._local.reset(crule.name, full)
+            for name in (crule.name, *self.websockets.counters(crule.name)):
+                n += await store.reset(name, full) + await self._local.reset(name, full)
         return n
 
 
@@ -453,11 +487,14 @@ def _mount_admin(app: Any, limits: RateLimits) -> None:
     """The admin API at ``admin.path`` (fixed for the life of the app; a reload that
     changes the ``admin`` section logs a warning)."""
     admin = limits.admin
-    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics)
+    router = build_admin_router(limits, admin.token_env, metrics=limits.metrics, top=limits.top)
+    page = admin_page_router()  # the page's static files: no token (every call it makes needs one)
     prefix = admin.path.rstrip("/")
     if hasattr(app, "include_router"):
         app.include_router(router, prefix=prefix)
+        app.include_router(page, prefix=prefix)
     else:  # a plain Starlette app
+        router.routes.extend(page.routes)
         app.mount(prefix or "/", router)
 
 

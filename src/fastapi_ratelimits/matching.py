@@ -9,12 +9,16 @@ router serves it), its ``match.route`` names the route that will serve the reque
 Protected paths (``exempt.paths``, the admin API, the docs: ``/docs``, ``/redoc``,
 ``/openapi.json``, ``/docs/oauth2-redirect`` or wherever the app serves them) are limited
 only by rules that name them explicitly: by a template or plain path (not a glob or a
-regex), or by route name.
+regex), or by route name. The admin API is protected by what serves the request, not by
+its prefix: only a request the admin router's own routes answer (its route templates
+under ``admin.path``) is; anything else under the prefix (an app's catch-all route, a 404)
+is limited like any path.
 
 The answer for a (method, path) pair is cached in a bounded map (paths up to
 ``CACHED_PATH_MAX`` characters: the cache must not hold a flood of 64 KB paths); the cache is
 dropped when the app's routes change and belongs to one compiled config (a reload starts a
-fresh one).
+fresh one). When the app routes by host (``app.host(...)``, Starlette ``Host``), the route
+depends on the ``Host`` header as well, and the cache key holds it.
 """
 
 from __future__ import annotations
@@ -111,29 +115,41 @@ class Plan(Generic[T]):
     extra: Any = None
 
 
+def _host(scope: Scope) -> str:
+    """The Host header as Starlette's ``Host`` route reads it (first value, latin-1)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"host":
+            host: str = value.decode("latin-1")
+            return host
+    return ""
+
+
 class Matcher(Generic[T]):
     """Rules compiled for matching; ``plan(scope)`` is the per-request entry."""
 
     def __init__(self, rules: Sequence[tuple[RuleMatch, T]], *, exempt_paths: Iterable[str] = (),
                  admin_path: str | None = None, docs_paths: Iterable[str] = DOCS_PATHS,
-                 routes: RouteTable | None = None, cache_size: int = 8192) -> None:
+                 routes: RouteTable | None = None, cache_size: int = 8192,
+                 admin_templates: Iterable[str] = ()) -> None:
         self.rules = tuple(rules)
         self.exempt = tuple(compile_pattern(p) for p in exempt_paths)
         self.admin_path = admin_path.rstrip("/") if admin_path else None
+        # the full templates of the admin router's routes ("/_ratelimits/rules", ...)
+        self.admin_templates = frozenset(normalize_template(t) for t in admin_templates) if admin_path else frozenset()
         self.docs_paths = frozenset(p for p in docs_paths if p)
         self.routes = routes
         # (method, path) -> plan; a plain dict emptied when full (paths come from clients:
         # a flood of new ones costs recomputations, never memory)
-        self._cache: dict[tuple[str, str], Plan[T]] = {}
+        self._cache: dict[tuple[str, ...], Plan[T]] = {}
         self._cache_size = cache_size
         self._generation = -1
         self._empty: Plan[T] = Plan((), None)
 
     def is_protected(self, path: str, template: str | None) -> bool:
+        """``template``: of the route that serves ``path`` (None: no route does)."""
         if path in self.docs_paths:
             return True
-        admin = self.admin_path
-        if admin is not None and (path == admin or path.startswith(admin + "/")):
+        if template is not None and self.admin_templates and normalize_template(template) in self.admin_templates:
             return True
         return any(p.matches(path, template) for p in self.exempt)
 
@@ -152,12 +168,16 @@ class Matcher(Generic[T]):
             self._generation = routes.generation
             self._cache.clear()
         path = route_path(scope) if scope.get("root_path") else scope["path"]
-        key = (scope["method"], path)
+        key: tuple[str, ...] = (scope["method"], path)
+        host = ""
+        if routes is not None and routes.has_hosts:  # Host routes: the route depends on the Host header
+            host = _host(scope)
+            key = (scope["method"], path, host)
         plan = self._cache.get(key)
         if plan is None:
             route = routes.find(scope) if routes is not None else None
             plan = self.compute(key[0], path, route)
-            if len(path) <= CACHED_PATH_MAX:  # a flood of long paths must not fill memory
+            if len(path) + len(host) <= CACHED_PATH_MAX:  # a flood of long paths must not fill memory
                 if len(self._cache) >= self._cache_size:
                     self._cache.clear()
                 self._cache[key] = plan

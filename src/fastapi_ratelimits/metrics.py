@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     from .decision import Decision
-    from .storage.base import CheckResult
+    from .storage.base import Check, CheckResult
+    from .top import TopCallers
 
 
 class _Named(Protocol):
@@ -124,6 +125,7 @@ class Metrics:
         # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
         # the first time): True makes it a label of its own, False counts it as "other".
         self.accept_rule: Callable[[str], bool] | None = None
+        self.top: TopCallers | None = None  # top callers: counted where the decisions are (see .top)
         self.set_rules(())
 
     # -- setup, once per config ----------------------------------------------------------
@@ -180,6 +182,9 @@ class Metrics:
                 cells[0] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum[0] += seconds
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def admitted_counter(self, rules: tuple[str, ...]) -> list[int]:
@@ -195,11 +200,15 @@ class Metrics:
             cell = self._groups[rules] = [0]
         return cell
 
-    def count_admitted_to(self, counter: list[int], seconds: float) -> None:
-        """Count one request admitted by the rules of ``counter`` (from :meth:`admitted_counter`)."""
+    def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
+        """Count one request admitted by the rules of ``counter`` (from :meth:`admitted_counter`),
+        its ``checks`` (for the top callers) and its time."""
         counter[0] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum[0] += seconds
+        top = self.top
+        if top is not None:
+            top.admitted(checks)
 
     def _fold(self) -> None:
         """Move the admitted counts of rule sets into each rule's ``allowed`` cell."""
@@ -224,6 +233,9 @@ class Metrics:
         table = self._cells
         error = decision.error
         outcomes = decision.outcomes
+        top = self.top
+        if top is not None:
+            top.observe(decision)
         for o in outcomes:
             if o.allowed:
                 i = 0 if error is None or o.results else 3
@@ -249,7 +261,13 @@ class Metrics:
 
     # -- read at scrape time -------------------------------------------------------------
 
-    def decision_counts(self) -> list[tuple[str, str, int]]:
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        """Decisions so far per rule and outcome, in this process (the admin API's
+        ``/decisions``)."""
+        self._fold()
+        return {rule: dict(zip(OUTCOMES, list(cells), strict=True)) for rule, cells in list(self._cells.items())}
+
+    def decision_series(self) -> list[tuple[str, str, int]]:
         """``(rule, outcome, count)`` of every series (read when Prometheus scrapes)."""
         self._fold()
         return [(rule, outcome, n) for rule, cells in list(self._cells.items())
@@ -304,6 +322,7 @@ class NoopMetrics:
     enabled = False
     registry: Any = None
     accept_rule: Callable[[str], bool] | None = None
+    top: TopCallers | None = None
 
     def set_rules(self, names: Iterable[str]) -> None:
         return None
@@ -322,22 +341,32 @@ class NoopMetrics:
         for res in results:  # a shadow rule that would have refused is logged from the full decision
             if not res.allowed:
                 return False
+        top = self.top
+        if top is not None:
+            top.admitted(results)
         return True
 
     def observe_decision(self, decision: Decision, seconds: float) -> None:
-        return None
+        top = self.top
+        if top is not None:
+            top.observe(decision)
+
+    def decision_counts(self) -> dict[str, dict[str, int]]:
+        return {}
 
     def admitted_counter(self, rules: tuple[str, ...]) -> list[int]:
         return [0]
 
-    def decision_counts(self) -> list[tuple[str, str, int]]:
+    def decision_series(self) -> list[tuple[str, str, int]]:
         return []
 
     def latency(self) -> tuple[list[int], float]:
         return [0] * (len(LATENCY_BUCKETS) + 1), 0.0
 
-    def count_admitted_to(self, counter: list[int], seconds: float) -> None:
-        return None
+    def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
+        top = self.top
+        if top is not None:
+            top.admitted(checks)
 
     def storage_error(self) -> None:
         return None
@@ -371,7 +400,7 @@ class _Collector:
 
         decisions = CounterMetricFamily("ratelimits_decisions", "Rate limit decisions per rule and outcome.",
                                         labels=["rule", "outcome"])
-        for rule, outcome, n in self._metrics.decision_counts():
+        for rule, outcome, n in self._metrics.decision_series():
             decisions.add_metric([rule, outcome], n)
         yield decisions
         counts, total = self._metrics.latency()

@@ -5,7 +5,7 @@ none, or an exempt client, and the request goes straight on. Otherwise one store
 decides; a refusal is answered here, before routing and before the endpoint runs (429 or
 the rule's status, a JSON body, ``Retry-After`` and the rate-limit headers); an admitted
 request waits its queue delay, if any, and its response gets the headers on
-``http.response.start``. Websocket and lifespan messages pass through untouched.
+``http.response.start``. A websocket scope goes to :mod:`.websocket`; lifespan passes through.
 
 The hot path (an admitted request) writes its headers straight from the store's results,
 with a function specialised once per plan, and is counted in the metrics from those
@@ -32,12 +32,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .decision import Decision
 from .engine import verdict
 from .headers import rate_limit_headers
+from .problem import PROBLEM_JSON, problem_body
 from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 from .storage.base import CheckResult
 
 if TYPE_CHECKING:
     from .engine import Engine, Prepared
     from .gate import Gate
+    from .websocket import WebSocketLimits
 
 
 log = logging.getLogger("fastapi_ratelimits")
@@ -51,7 +53,8 @@ Headers = list[tuple[bytes, bytes]]
 
 class Limits(Protocol):
     """What the middleware needs of the handle (:class:`~.install.RateLimits`): the gate
-    that decides, the engine in force (refusal bodies) and the refusal hook."""
+    that decides, the engine in force (refusal bodies), the refusal hook and the websocket
+    half (:mod:`.websocket`)."""
 
     @property
     def gate(self) -> Gate: ...
@@ -59,6 +62,8 @@ class Limits(Protocol):
     def engine(self) -> Engine: ...
     @property
     def on_refused(self) -> Any: ...
+    @property
+    def websockets(self) -> WebSocketLimits: ...
 
 
 class RateLimitMiddleware:
@@ -70,6 +75,8 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":  # its own module: connections and messages
+                return await self.limits.websockets.handle(scope, receive, send, self.app)
             await self.app(scope, receive, send)
             return
         limits = self.limits
@@ -105,8 +112,13 @@ class RateLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, decision: Decision,
                       headers: Headers) -> None:
         limits = self.limits
+        engine = limits.engine
+        crule = engine.by_name.get(decision.rule or "")
         if decision.fallback == "deny":
-            await _send_json(send, 503, _UNAVAILABLE, headers)
+            if crule is not None and crule.problem:
+                await _send_json(send, 503, problem_body(decision, 503), headers, PROBLEM_JSON)
+            else:
+                await _send_json(send, 503, _UNAVAILABLE, headers)
             return
         on_refused = limits.on_refused
         if on_refused is not None:
@@ -120,15 +132,20 @@ class RateLimitMiddleware:
                 return
             except Exception:
                 log.exception("on_refused failed; answering with the default refusal")
-        body = limits.engine.rule(decision.rule or "").refusal_body + b"%d}" % decision.retry_after
-        await _send_json(send, decision.status or 429, body, headers)
+        status = decision.status or 429
+        if crule is not None and crule.problem:
+            await _send_json(send, status, problem_body(decision, status), headers, PROBLEM_JSON)
+            return
+        body = engine.rule(decision.rule or "").refusal_body + b"%d}" % decision.retry_after
+        await _send_json(send, status, body, headers)
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: Headers) -> None:
+async def _send_json(send: Send, status: int, body: bytes, headers: Headers,
+                     content_type: tuple[bytes, bytes] = _JSON) -> None:
     await send({
         "type": _START,
         "status": status,
-        "headers": [_JSON, (b"content-length", b"%d" % len(body)), *headers],
+        "headers": [content_type, (b"content-length", b"%d" % len(body)), *headers],
     })
     await send({"type": "http.response.body", "body": body})
 

@@ -65,7 +65,8 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Reset": {"description": "Seconds until the tightest limit resets.", "schema": {"type": "integer"}},
 }
 _MODE_HEADERS = {
-    "ietf": ("RateLimit", "RateLimit-Policy"),
+    "ietf": ("RateLimit", "RateLimit-Policy"),  # the old name of ietf-10 (a limit() argument keeps it as given)
+    "ietf-10": ("RateLimit", "RateLimit-Policy"),
     "legacy": ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
     "both": ("RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
     "none": (),
@@ -123,7 +124,7 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
             if engine is not None:
                 protected = engine.matcher.is_protected(template, template)
                 for crule in engine.rules:
-                    if crule.shadow:
+                    if crule.shadow or crule.rule.match.websocket:  # websockets are no HTTP operation
                         continue
                     if protected and not crule.match.explicit:
                         continue

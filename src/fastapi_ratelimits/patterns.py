@@ -71,13 +71,16 @@ def _check_no_nested_repeats(pattern: str) -> None:
     """Refuse the regexes that backtrack exponentially on a failing input: nested
     unbounded repeats (``(a+)+``, ``(a*b?)*``) and, inside an unbounded repeat, an
     alternation whose branches can start with the same character (``(a|ab)*``,
-    ``(\\w|\\d)+``). Python's ``re`` has no time limit, and the regex runs on every
-    request path. The check is conservative: when in doubt it refuses."""
+    ``(\\w|\\d)+``), or inside a bounded repeat that may run twice (``(a|aa){1,16}``).
+    Python's ``re`` has no time limit, and the regex runs on every request path. The check
+    is conservative: when in doubt it refuses. (Nested bounded repeats are checked by
+    :mod:`.regex_safety`; both walk ``re._parser`` trees and could become one module.)"""
     parsed = _sre_parse.parse(pattern)
     repeats = {_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT}
     possessive = {getattr(_sre_parse, "POSSESSIVE_REPEAT", None)} - {None}
 
-    def walk(items: Any, inside_repeat: bool) -> None:
+    def walk(items: Any, inside_repeat: bool, repeated: bool = False) -> None:
+        # inside_repeat: inside an unbounded repeat; repeated: inside any that may run twice
         for op, av in items:
             if op in repeats:
                 _lo, hi, sub = av
@@ -85,26 +88,26 @@ def _check_no_nested_repeats(pattern: str) -> None:
                 if unbounded and inside_repeat:
                     raise ValueError("nested repeats such as (a+)+ can take exponential time; "
                                      "write a single repeat, e.g. a+")
-                walk(sub, inside_repeat or unbounded)
+                walk(sub, inside_repeat or unbounded, repeated or unbounded or hi >= 2)
             elif op in possessive:
-                walk(av[2], inside_repeat)
+                walk(av[2], inside_repeat, repeated)
             elif op is _sre_parse.SUBPATTERN:
-                walk(av[-1], inside_repeat)
+                walk(av[-1], inside_repeat, repeated)
             elif op is _sre_parse.BRANCH:
-                if inside_repeat and _overlap(av[1]):
+                if repeated and _overlap(av[1]):
                     raise ValueError("a repeated alternation whose branches can start alike, such as "
                                      "(a|ab)*, can take exponential time; make the branches start "
                                      "with different characters")
                 for branch in av[1]:
-                    walk(branch, inside_repeat)
+                    walk(branch, inside_repeat, repeated)
             elif op in (_sre_parse.ASSERT, _sre_parse.ASSERT_NOT):
-                walk(av[1], inside_repeat)
+                walk(av[1], inside_repeat, repeated)
             elif op is _sre_parse.GROUPREF_EXISTS:
-                walk(av[1], inside_repeat)
+                walk(av[1], inside_repeat, repeated)
                 if av[2] is not None:
-                    walk(av[2], inside_repeat)
+                    walk(av[2], inside_repeat, repeated)
             elif op is _sre_parse.ATOMIC_GROUP:
-                walk(av, inside_repeat)
+                walk(av, inside_repeat, repeated)
 
     walk(parsed, False)
 

@@ -12,6 +12,12 @@ repeats R1 ... R2 of one sequence are ambiguous when some character C can be tak
 both, every required item between them can take C too (nothing forces where R1 ends), and
 the match can still fail after R2 (R2 cannot take every character, or something follows
 it). Character sets are worked out over ASCII exactly and "any other character" as one.
+
+Bounded repeats of varying length (``[a-z0-9]{1,16}``) count as repeats inside a repeat
+that may run more than once: there each run multiplies the ways to split the path, which
+grows exponentially up to the bounds (``^/api/(?:[a-z0-9]{1,16}-?){1,16}/x$`` took seconds
+on a 30-character path). A repeated group is checked as two copies of itself in a row.
+Outside repeats, two bounded ones in a row cost a constant factor and are accepted.
 """
 
 from __future__ import annotations
@@ -112,39 +118,46 @@ def _chars(items: Any, dotall: bool) -> Chars:
     return frozenset(out)
 
 
-# a flattened sequence: ("rep", chars) an unbounded repeat, ("one", chars) a required item
-Element = tuple[str, Chars]
+# a flattened sequence: ("rep", chars) an unbounded repeat, ("one", chars) a required item,
+# ("brep", chars, n) / ("brep1", chars, n) a bounded repeat of varying length ({0,16} / {1,16})
+# with n the number of lengths it can take (17 for {0,16}); n is 1 for the others
+Element = tuple[str, Chars, int]
+# what is still to check: (items, dotall, repeated: inside a repeat that may run twice or more)
+Inner = tuple[Any, bool, bool]
 
 
-def _flatten(items: Any, dotall: bool, out: list[Element], inner: list[tuple[Any, bool]]) -> None:
+def _flatten(items: Any, dotall: bool, out: list[Element], inner: list[Inner], repeated: bool) -> None:
     for op, av in items:
         one = _one_char(op, av, dotall)
         if one is not None:
-            out.append(("one", one))
+            out.append(("one", one, 1))
         elif op in _REPEATS:
             lo, hi, sub = av
-            inner.append((sub, dotall))
-            if hi is _c.MAXREPEAT or hi > _UNBOUNDED_ABOVE:
-                out.append(("rep", _chars(sub, dotall)))
+            unbounded = hi is _c.MAXREPEAT or hi > _UNBOUNDED_ABOVE
+            inner.append((sub, dotall, repeated or unbounded or hi >= 2))
+            if unbounded:
+                out.append(("rep", _chars(sub, dotall), 1))
             elif hi >= 2 and _has_repeat(sub):
-                inner.append(([*sub, *sub], dotall))  # (.*a){3} is .*a.*a.*a
-                out.append(("rep", _chars(sub, dotall)))
+                inner.append(([*sub, *sub], dotall, True))  # (.*a){3} is .*a.*a.*a
+                out.append(("rep", _chars(sub, dotall), 1))
+            elif hi >= 2 and hi > lo:  # [a-z]{1,16}: a repeat, bounded
+                out.append(("brep1" if lo >= 1 else "brep", _chars(sub, dotall), hi - lo + 1))
             elif lo >= 1:
-                out.append(("one", _chars(sub, dotall)))
+                out.append(("one", _chars(sub, dotall), 1))
         elif op is _POSSESSIVE:  # never gives back: it ends where it ends
-            inner.append((av[2], dotall))
+            inner.append((av[2], dotall, repeated))
             if av[0] >= 1:
-                out.append(("one", _chars(av[2], dotall)))
+                out.append(("one", _chars(av[2], dotall), 1))
         elif op is _c.SUBPATTERN:
-            _flatten(av[-1], _scoped(av, dotall), out, inner)  # a plain group is its items, in place
+            _flatten(av[-1], _scoped(av, dotall), out, inner, repeated)  # a plain group is its items, in place
         elif op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
             if op is not _c.AT:
-                inner.append((av[1], dotall))
+                inner.append((av[1], dotall, repeated))
         elif op is _c.BRANCH:
-            inner.extend((b, dotall) for b in av[1])
-            out.append(("rep" if any(_has_repeat(b) for b in av[1]) else "one", ALL))
+            inner.extend((b, dotall, repeated) for b in av[1])
+            out.append(("rep" if any(_has_repeat(b) for b in av[1]) else "one", ALL, 1))
         else:  # atomic groups, conditionals, back references: anything
-            out.append(("one", ALL))
+            out.append(("one", ALL, 1))
 
 
 def _has_repeat(items: Any) -> bool:
@@ -163,28 +176,63 @@ def _fold(chars: Chars) -> Chars:
     return chars | {ord(chr(c).swapcase()) for c in chars if c < OTHER and chr(c).isalpha()}
 
 
-def _check_sequence(items: Any, dotall: bool, followed: bool, fold: bool) -> None:
+_FIXES = ("one", "brep1")  # items that take at least one character
+
+
+_CHAIN_BUDGET = 100_000  # ways to split a run of bounded repeats: 17**4 is fine, 17**6 takes 0.4 s, 17**8 70 s
+
+
+def _check_chains(seq: list[Element]) -> None:
+    """Bounded repeats in a row that can take the same characters ([a-z]{0,16}[a-z]{0,16}...)
+    multiply the ways to split the path: refuse when the product passes a budget."""
+    chars: set[int] = set()
+    ways = 1
+    for kind, item_chars, n in seq:
+        if kind in ("brep", "brep1"):
+            if chars & item_chars:
+                ways *= n
+            else:
+                ways = n
+                chars = set()
+            chars |= item_chars
+            if ways > _CHAIN_BUDGET:
+                raise ValueError(
+                    "bounded repeats in a row that can match the same characters, such as "
+                    "[a-z]{0,16}[a-z]{0,16}[a-z]{0,16}..., take time growing exponentially with their "
+                    "number; merge them into one repeat or separate them by a character they cannot take"
+                )
+        elif kind == "one" and not (chars & item_chars):
+            ways, chars = 1, set()  # a required character none of them takes ends the run
+
+
+def _check_sequence(items: Any, dotall: bool, followed: bool, fold: bool, repeated: bool = False) -> None:
+    """Two ambiguous unbounded repeats refuse ``items``; inside a repeat that may run more
+    than once (``repeated``), two ambiguous bounded ones do too: each run of the outer
+    repeat multiplies the ways to split, so the time grows exponentially up to the bounds."""
     seq: list[Element] = []
-    inner: list[tuple[Any, bool]] = []
-    _flatten(items, dotall, seq, inner)
+    inner: list[Inner] = []
+    _flatten(items, dotall, seq, inner, repeated)
     if fold:
-        seq = [(kind, _fold(chars)) for kind, chars in seq]
-    reps = [i for i, (kind, _) in enumerate(seq) if kind == "rep"]
+        seq = [(kind, _fold(chars), n) for kind, chars, n in seq]
+    _check_chains(seq)
+    kinds = ("rep", "brep", "brep1") if repeated else ("rep",)
+    reps = [i for i, (kind, _, _) in enumerate(seq) if kind in kinds]
     for a_pos, i in enumerate(reps):
         for j in reps[a_pos + 1 :]:
             common = seq[i][1] & seq[j][1]
             if not common:
                 continue
-            if any(kind == "one" and not (chars & common) for kind, chars in seq[i + 1 : j]):
+            if any(kind in _FIXES and not (chars & common) for kind, chars, _ in seq[i + 1 : j]):
                 continue  # a required character R1 cannot take: it fixes where R1 ends
             if followed or seq[j][1] != ALL or j + 1 < len(seq):  # the match can still fail after R2
                 raise ValueError(
-                    "two repeats that can match the same characters, such as /a/.*/.*/b, take time "
-                    "growing with a power of the path length (the path is the client's); bound one "
-                    "of them, e.g. [^/]* for one segment, or use a glob (*, **), matched in linear time"
+                    "two repeats that can match the same characters, such as /a/.*/.*/b or a repeated "
+                    "group like ([a-z]{1,16}-?){1,16}, take time growing with a power of the path "
+                    "length (the path is the client's); separate them by a character neither takes, "
+                    "e.g. [^/]* for one segment, or use a glob (*, **), matched in linear time"
                 )
-    for sub, sub_dotall in inner:
-        _check_sequence(sub, sub_dotall, True, fold)
+    for sub, sub_dotall, sub_repeated in inner:
+        _check_sequence(sub, sub_dotall, True, fold, sub_repeated)
 
 
 def check_no_ambiguous_repeats(pattern: str) -> None:

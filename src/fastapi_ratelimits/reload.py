@@ -22,7 +22,8 @@ The notifications come from ``watchfiles`` (Rust ``notify``: inotify, FSEvents, 
 with a short ``debounce`` / ``step``, a ``stop_event`` and a ``rust_timeout`` tick. The
 blocking watch runs in one thread of the watcher's own (not a pooled worker thread), which
 ``stop()`` joins, so nothing is left behind; the file is read and hashed in that thread
-too, never on the event loop. Each tick re-checks the file, a safety net for filesystems
+too, never on the event loop, and only as a regular file, bounded (a FIFO or a device in its
+place never blocks the thread nor its stop). Each tick re-checks the file, a safety net for filesystems
 that drop events (some network and container mounts) and for directories that come and go.
 """
 
@@ -38,6 +39,8 @@ from typing import Any
 
 import watchfiles
 
+from .config.sources import MAX_BYTES, NotRegularFile, read_regular_file
+
 logger = logging.getLogger("fastapi_ratelimits.reload")
 
 Signature = tuple[int, int, int, int, int]
@@ -52,10 +55,19 @@ def file_signature(path: str) -> Signature | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+_IRREGULAR = b"not a regular file"
+
+
 def file_digest(path: str) -> bytes:
-    """SHA-256 of the file's bytes (streamed; raises OSError when it cannot be read)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").digest()
+    """SHA-256 of the file's bytes, read as the loader reads them (a regular file, at most
+    ``MAX_BYTES + 1`` bytes: what lies beyond is refused by the loader anyway). A FIFO, a
+    device or a socket in the file's place gives a fixed marker at once, never blocking
+    (the loader then refuses it, with the reason). Raises OSError when it cannot be read."""
+    try:
+        data = read_regular_file(path, MAX_BYTES)
+    except NotRegularFile:
+        return _IRREGULAR
+    return hashlib.sha256(data).digest()
 
 
 def watched_directories(path: str) -> tuple[str, ...]:

@@ -7,7 +7,9 @@ versions that keep included routers as nodes, into ``include_router`` prefixes. 
 is the route's full template (``/v2/items/{item_id}``), its name and its path parameters.
 
 Callers cache answers; :class:`RouteTable` says when the app's routes changed so that
-caches can be dropped (cheap check on every request, a deep one at most once a second).
+caches can be dropped (cheap check on every request, a deep one at most once a second),
+and whether the answer depends on more than the method and path: with ``Host`` routes
+(``app.host(...)``) it depends on the ``Host`` header too (``has_hosts``).
 """
 
 from __future__ import annotations
@@ -138,6 +140,20 @@ def iter_templates(routes: Sequence[Any], prefix: str = "", depth: int = 0) -> I
         yield prefix + fmt, getattr(route, "name", None), frozenset(methods) if methods else None
 
 
+def _has_hosts(routes: Sequence[Any], depth: int = 0) -> bool:
+    """Does any route of the tree (mounts walked) route by the Host header?"""
+    if depth > 16:
+        return False
+    for route in flatten(routes):
+        if _is_host(route):
+            return True
+        if _is_mount(route):
+            sub = _sub_routes(route)
+            if sub and _has_hosts(sub, depth + 1):
+                return True
+    return False
+
+
 def _deep_fingerprint(routes: Sequence[Any], depth: int = 0) -> tuple[Any, ...]:
     if depth > 16:
         return ()
@@ -166,6 +182,8 @@ class RouteTable:
         self._tick = 0
         self._routes_list: Any = None
         self.generation = 0
+        #: True when a Host route makes the answer depend on the Host header (cache by it)
+        self.has_hosts = False
 
     def _shallow_fp(self) -> tuple[Any, ...]:
         routes = self.router.routes
@@ -195,6 +213,7 @@ class RouteTable:
         routes = self.router.routes
         self._routes_list = routes
         self._routes = flatten(routes)
+        self.has_hosts = _has_hosts(routes)
         self._shallow = fp
         self._deep = deep if deep is not None else _deep_fingerprint(routes)
         self._next_deep = time.monotonic() + _DEEP_CHECK_EVERY

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from ..rates import Rate
 from .locations import PathT
-from .models import BUILTIN_SCOPES, RateLimitsConfig
+from .models import BUILTIN_SCOPES, RateLimitsConfig, Rule
 
 Report = Callable[..., None]
 
@@ -40,7 +40,8 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
     scopes = BUILTIN_SCOPES | set(cfg.identities) | set(extra_identities) | set(identity_names())
     if cfg.defaults.algorithm not in algos:
         report(("defaults", "algorithm"), f"unknown algorithm {cfg.defaults.algorithm!r} (known: {_known(algos)})")
-    if cfg.defaults.scope not in scopes:
+    # an inline identity (header:NAME ...) was checked by the model; a name must be known
+    if ":" not in cfg.defaults.scope and cfg.defaults.scope not in scopes:
         report(("defaults", "scope"), f"unknown identity {cfg.defaults.scope!r} (known: {_known(scopes)})")
     seen: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
@@ -50,11 +51,15 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
             seen[rule.name] = i
         if rule.algorithm is not None and rule.algorithm not in algos:
             report(("rules", i, "algorithm"), f"unknown algorithm {rule.algorithm!r} (known: {_known(algos)})")
-        if rule.scope is not None and rule.scope not in scopes:
+        if rule.scope is not None and ":" not in rule.scope and rule.scope not in scopes:
             report(("rules", i, "scope"),
                    f"unknown identity {rule.scope!r} (known: {_known(scopes)}; "
-                   "define it under identities or pass it to install(identities=...))")
+                   "define it under identities, write it inline as header:NAME, cookie:NAME, query:NAME or "
+                   "path:PARAM, or pass it to install(identities=...))")
         algorithm = rule.algorithm or cfg.defaults.algorithm
+        if rule.match.websocket:
+            if _websocket_checks(rule, i, algorithm, algos, report):
+                continue
         if rule.max_delay is not None and algorithm != "queue":
             report(("rules", i, "max_delay"), f"max_delay applies to algorithm: queue only (this rule uses {algorithm})")
         if algorithm == "queue" and rule.max_delay is None:
@@ -75,3 +80,19 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
                         f"overrides[{j}]", report)
     if cfg.admin.enabled and cfg.admin.path.rstrip("/") == "":
         report(("admin", "path"), "the admin API cannot be mounted at /")
+
+
+def _websocket_checks(rule: Rule, i: int, algorithm: str, algos: set[str], report: Report) -> bool:
+    """What a websocket rule cannot do; True when the rest of the checks would only repeat it."""
+    if algorithm == "queue":
+        report(("rules", i, "algorithm"), "a websocket rule cannot use the queue algorithm (a handshake or a "
+               "message cannot wait in line); name another algorithm for this rule")
+        return True
+    messages = rule.messages
+    if messages is not None:
+        m_algo = messages.algorithm or algorithm
+        if m_algo not in algos:
+            report(("rules", i, "messages", "algorithm"), f"unknown algorithm {m_algo!r} (known: {_known(algos)})")
+        elif m_algo == "queue":
+            report(("rules", i, "messages", "algorithm"), "the queue algorithm cannot limit messages")
+    return not rule.has_rates()

@@ -24,7 +24,7 @@ from .checks import semantic_checks
 from .envvars import interpolate
 from .locations import Locations, PathT, format_path
 from .models import RateLimitsConfig
-from .sources import MAX_BYTES, SourceError, check_shape
+from .sources import MAX_BYTES, NotRegularFile, SourceError, check_shape, read_regular_file
 from .toml_source import read_toml
 from .yaml_source import read_yaml
 
@@ -194,12 +194,13 @@ def load_text(text: str, source: str = "<text>", fmt: str | None = None,
 
 def _read_file(path: Path, name: str) -> str:
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        raw = read_regular_file(path, MAX_BYTES)  # never blocks on a FIFO, never reads a device
     except FileNotFoundError:
         raise ConfigError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ConfigError(f"{name}: is a directory, not a rules file") from None
+    except NotRegularFile as exc:
+        raise ConfigError(f"{name}: is {exc.strerror}; a rules file must be a regular file") from None
     except OSError as exc:
         raise ConfigError(f"{name}: cannot be read ({exc.strerror or exc})") from None
     if len(raw) > MAX_BYTES:

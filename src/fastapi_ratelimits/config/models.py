@@ -22,11 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from ..headers.dialects import describe as describe_dialects
+from ..headers.dialects import dialect_names
 from ..patterns import compile_pattern
 from ..rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN, Rate, parse_duration_us, parse_rate
 from .urls import check_storage_url
 
-HeaderMode = Literal["ietf", "legacy", "both", "none"]
+RefusalBody = Literal["json", "problem"]
 OnError = Literal["allow", "deny", "local"]
 OnMissing = Literal["ip", "skip"]
 Mode = Literal["enforce", "shadow"]
@@ -131,7 +133,7 @@ def parse_identity_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _identity_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ValueError(f"{name!r} is not an identity name (letters, digits, _ . -; at most 64)")
     if name in BUILTIN_SCOPES:
         raise ValueError(f"{name!r} is built in; give your identity another name")
@@ -148,6 +150,47 @@ IdentitySpec = Annotated[
     str, AfterValidator(_identity_spec),
     Field(description="ip, global, header:NAME, cookie:NAME, query:NAME or path:PARAM.",
           examples=["header:X-User-ID", "path:tenant_id"]),
+]
+
+
+def _header_dialect(value: str) -> str:
+    if value not in dialect_names():
+        from ..headers.dialects import ALIASES
+
+        names = [n for n in dialect_names() if n not in ALIASES]
+        aliases = "".join(f"; {a} is an alias of {t}" for a, t in ALIASES.items())
+        raise ValueError(f"{value!r} is not a header dialect (use {', '.join(names)}{aliases})")
+    return value
+
+
+HeaderMode = Annotated[
+    str, AfterValidator(_header_dialect),
+    Field(json_schema_extra={"enum": dialect_names()}),
+]
+HEADERS_HELP = "RateLimit headers by dialect: " + describe_dialects() + "."
+REFUSAL_BODY_HELP = (
+    "Body of a refusal: json ({\"detail\", \"rule\", \"retry_after_seconds\"}) or problem (RFC 9457 "
+    "application/problem+json, the draft's quota-exceeded type with violated-policies; the 503 of "
+    "on_error: deny as temporary-reduced-capacity)."
+)
+PARTITION_HELP = (
+    "Add pk (the partition key: a hash of the counter's key, never the client's value) to the "
+    "RateLimit-Policy and RateLimit items of rules that key on an identity (not global)."
+)
+INLINE_SCOPE_RE = r"^(header|cookie|query|path):[A-Za-z0-9_\-.]{1,128}$"
+
+
+def _scope(value: str) -> str:
+    """A scope is an identity name, or an inline identity spec (``header:X-API-Key``)."""
+    if ":" in value:
+        parse_identity_spec(value)
+    return value
+
+
+ScopeText = Annotated[
+    str, AfterValidator(_scope),
+    Field(min_length=1, max_length=140,
+          json_schema_extra={"anyOf": [{"pattern": NAME_RE.pattern}, {"pattern": INLINE_SCOPE_RE}]}),
 ]
 
 
@@ -230,8 +273,14 @@ class Defaults(_Model):
         description="Algorithm of rules that name none: " + ", ".join(BUILTIN_ALGORITHMS) + ", or a registered one.",
         examples=list(BUILTIN_ALGORITHMS),
     )
-    scope: str = Field("ip", min_length=1, max_length=64, description="Identity (scope) of rules that name none.", examples=["ip", "global"])
-    headers: HeaderMode = Field("ietf", description="RateLimit headers: ietf, legacy, both or none.")
+    scope: ScopeText = Field(
+        "ip", description=("Identity (scope) of rules that name none: ip, global, a name under identities, or inline "
+                           "header:NAME, cookie:NAME, query:NAME, path:PARAM."),
+        examples=["ip", "global", "header:X-API-Key"],
+    )
+    headers: HeaderMode = Field("ietf-10", description=HEADERS_HELP)
+    headers_partition_key: bool = Field(False, description=PARTITION_HELP)
+    refusal_body: RefusalBody = Field("json", description=REFUSAL_BODY_HELP)
     status: int = Field(429, ge=400, le=599, description="HTTP status of a refusal (400-599).")
     on_missing_identity: OnMissing = Field(
         "ip",
@@ -262,6 +311,13 @@ class Match(_Model):
         None, min_length=1, max_length=256, description="The name of a route (FastAPI's operation name)."
     )
     methods: list[Method] | None = Field(None, description="HTTP methods; every method when absent.")
+    websocket: bool = Field(
+        False,
+        description=(
+            "true: the rule applies to websocket connections on the matched routes (handshakes "
+            "and messages), never to HTTP requests; false (default): to HTTP requests only."
+        ),
+    )
 
     @field_validator("methods")
     @classmethod
@@ -274,6 +330,8 @@ class Match(_Model):
     def _one(self) -> Match:
         if self.path is None and self.route is None:
             raise ValueError("match needs a path or a route")
+        if self.websocket and self.methods is not None:
+            raise ValueError("methods do not apply to a websocket rule (a websocket has no method): leave them out")
         return self
 
 
@@ -340,14 +398,76 @@ class Override(_LimitsMixin):
         return _rates(self.limit, self.limits)
 
 
+WS_ALGORITHMS_REFUSED = ("queue",)
+
+
+class Messages(_Model):
+    """The message limit of a websocket rule: a rate of messages received from the client."""
+
+    limit: RateText | None = Field(None, description=f"One rate of messages (or bytes): {RATE_HINT}.")
+    limits: list[RateText] | None = Field(
+        None, min_length=1, max_length=16, description="Several rates; all must pass, atomically."
+    )
+    burst: int | None = Field(
+        None, ge=1, le=1_000_000_000,
+        description="Bucket size for token_bucket, leaky_bucket and gcra; defaults to the limit's N.",
+    )
+    algorithm: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="Algorithm of the message limit (default: the rule's, then defaults.algorithm); not queue.",
+        examples=["token_bucket", "sliding_window"],
+    )
+    per: Literal["connection", "identity"] = Field(
+        "connection",
+        description=(
+            "connection: each connection has its own budget; identity: all the connections of one "
+            "identity (the rule's scope) share one."
+        ),
+    )
+    cost: Literal["message", "bytes"] = Field(
+        "message", description="message: each message costs 1; bytes: a message costs its size in bytes (text as UTF-8)."
+    )
+    on_exceeded: Literal["close", "drop"] = Field(
+        "close",
+        description=(
+            "close (default): close the connection with code 1008 and a reason; drop: discard the "
+            "message, the endpoint never sees it, the connection stays open."
+        ),
+    )
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            windows = [parse_rate(t).window_us for t in v]
+            if len(set(windows)) != len(windows):
+                raise ValueError("two limits of one rule have the same window (keep the smaller one)")
+        return v
+
+    @model_validator(mode="after")
+    def _has_limits(self) -> Messages:
+        if self.limit is not None and self.limits is not None:
+            raise ValueError("give limit or limits, not both")
+        if self.limit is None and self.limits is None:
+            raise ValueError("messages needs limit or limits (e.g. limit: 10/second)")
+        if self.algorithm in WS_ALGORITHMS_REFUSED:
+            raise ValueError("the queue algorithm cannot limit messages (a message cannot wait in line); "
+                             "use token_bucket, gcra or a window algorithm")
+        return self
+
+    def rates(self) -> list[Rate]:
+        return _rates(self.limit, self.limits)
+
+
 class Rule(_LimitsMixin):
     """One limit (or several, all applied at once) on the requests it matches."""
 
     name: str = Field(description="Unique; names the counters, headers and metrics (letters, digits, _ . -).")
     match: Match = Field(description="Which requests this rule applies to.")
-    scope: str | None = Field(
-        None, min_length=1, max_length=64, description="The identity that keys the counters: ip, global, or a name under identities.",
-        examples=["ip", "global", "user"],
+    scope: ScopeText | None = Field(
+        None, description=("The identity that keys the counters: ip, global, a name under identities, or inline "
+                           "header:NAME, cookie:NAME, query:NAME, path:PARAM (hashed and validated alike)."),
+        examples=["ip", "global", "user", "header:X-API-Key"],
     )
     algorithm: str | None = Field(
         None, min_length=1, max_length=64, description=", ".join(BUILTIN_ALGORITHMS) + ", or a registered one (default: defaults.algorithm).",
@@ -364,7 +484,9 @@ class Rule(_LimitsMixin):
     )
     mode: Mode = Field("enforce", description="enforce, or shadow: counted and reported, never refused.")
     status: int | None = Field(None, ge=400, le=599, description="HTTP status of a refusal by this rule (400-599).")
-    headers: HeaderMode | None = Field(None, description="Header mode of this rule (default: defaults.headers).")
+    headers: HeaderMode | None = Field(None, description="Header dialect of this rule (default: defaults.headers).")
+    headers_partition_key: bool | None = Field(None, description="Overrides defaults.headers_partition_key.")
+    refusal_body: RefusalBody | None = Field(None, description="Overrides defaults.refusal_body.")
     max_delay: Duration | None = Field(
         None,
         description="queue only, and required there: longest wait before a refusal, e.g. 5s or 500ms (a number: seconds).",
@@ -374,11 +496,29 @@ class Rule(_LimitsMixin):
     )
     on_error: OnError | None = Field(None, description="Overrides storage.on_error for this rule.")
     on_missing_identity: OnMissing | None = Field(None, description="Overrides defaults.on_missing_identity.")
+    max_concurrent: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Websocket rules only: open connections per identity at most; released when a connection closes.",
+    )
+    lease: Duration | None = Field(
+        None,
+        description=(
+            "Websocket rules with max_concurrent: how long a connection's slot lives without renewal "
+            "(renewed every third of it while the connection is open), so the slots of a crashed "
+            "process come back; default 30s, 1s to 1 day (a number: seconds)."
+        ),
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": DURATION_JSON_PATTERN},
+                                     {"type": "number", "minimum": 1, "maximum": 86400},
+                                     {"type": "null"}]},
+    )
+    messages: Messages | None = Field(
+        None, description="Websocket rules only: a rate of messages received from the client."
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a rule name (letters, digits, _ . -; at most 64)")
         return v
 
@@ -397,8 +537,41 @@ class Rule(_LimitsMixin):
             if window_us < 1000 or window_us > 366 * 86_400_000_000:
                 raise ValueError("capacity / fill_rate must be a window between 1ms and 366 days")
         elif self.limit is None and self.limits is None:
-            raise ValueError("a rule needs limit, limits, or capacity and fill_rate")
+            if not self.match.websocket:
+                raise ValueError("a rule needs limit, limits, or capacity and fill_rate")
+            if self.max_concurrent is None and self.messages is None:
+                raise ValueError("a websocket rule needs limit/limits (new connections), max_concurrent or messages")
+            if self.overrides:
+                raise ValueError("overrides replace a rule's limit: give the websocket rule a limit too")
+        self._check_websocket()
         return self
+
+    def _check_websocket(self) -> None:
+        if not self.match.websocket:
+            for name in ("max_concurrent", "lease", "messages"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to websocket rules only (add websocket: true to match)")
+            return
+        if self.algorithm in WS_ALGORITHMS_REFUSED:
+            raise ValueError("the queue algorithm cannot limit websocket connections (a handshake cannot wait in "
+                             "line); use token_bucket, gcra or a window algorithm")
+        if self.max_delay is not None:
+            raise ValueError("max_delay is for the queue algorithm, which websocket rules cannot use")
+        if self.lease is not None:
+            if self.max_concurrent is None:
+                raise ValueError("lease goes with max_concurrent")
+            lease_us = parse_duration_us(self.lease)
+            if not 1_000_000 <= lease_us <= 86_400_000_000:
+                raise ValueError("lease must be between 1s and 1 day")
+
+    def lease_us(self) -> int:
+        """How long a concurrency slot lives without renewal (websocket rules)."""
+        return parse_duration_us(self.lease) if self.lease is not None else 30_000_000
+
+    def has_rates(self) -> bool:
+        """Whether the rule limits a rate of requests (a websocket rule may limit only
+        concurrency or messages)."""
+        return self.limit is not None or self.limits is not None or self.capacity is not None
 
     def rates(self) -> list[Rate]:
         """The rule's base limits as rates."""

@@ -13,9 +13,30 @@ _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)$")
 _EXAMPLES = "memory://, redis://host:6379/0, rediss://..., unix:///path, redis+cluster://h1:7000,h2:7001, redis+sentinel://h:26379/mymaster"
 
 
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|token|secret)=)[^&#]*")
+
+
 def redact_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``."""
-    return re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    """The URL with its secrets replaced by ``***``: the password of ``user:password@``
+    and ``?password=`` (or ``token``, ``secret``...) values. The one redaction of the package:
+    error messages, logs, the CLI and the admin API all show URLs through it.
+
+    Conservative: the credentials end at the LAST ``@`` before any ``?`` or ``#`` (as URL
+    parsers read them), so a password holding ``@``, ``/`` or ``:`` is hidden whole."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        cut = len(rest)
+        for ch in "?#":
+            i = rest.find(ch)
+            if 0 <= i < cut:
+                cut = i
+        at = rest.rfind("@", 0, cut)
+        if at >= 0:
+            colon = rest.find(":", 0, at)
+            if colon >= 0:
+                rest = rest[: colon + 1] + "***" + rest[at:]
+        url = scheme + sep + rest
+    return _QUERY_SECRET.sub(r"\1***", url)
 
 
 def _hosts(netloc: str, url: str) -> list[tuple[str, int | None]]:
@@ -27,7 +48,7 @@ def _hosts(netloc: str, url: str) -> list[tuple[str, int | None]]:
     for item in hostpart.split(","):
         m = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(?::(.*))?", item)
         host, port_text = (m.group(1), m.group(2)) if m else ("", None)
-        if not host or not _HOST.match(host):
+        if not host or not _HOST.fullmatch(host):
             raise ValueError(f"{redact_url(url)!r}: {item!r} is not a host or host:port")
         port = None
         if port_text is not None:

@@ -18,15 +18,16 @@ from typing import Protocol, runtime_checkable
 from ..algorithms.base import LimitParams, LimitResult
 
 MAX_KEY_BYTES = 64
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:@/\-]*$")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.:@/\-]*")  # used with fullmatch: "$" would let a final "\n" in
 
 
 def safe_key(identity: str) -> str:
     """An identity as it may appear in a key: short, printable, free of ``{`` and ``}``
-    (hash-tag braces). Anything else, or anything longer than 64 bytes, is hashed.
+    (hash-tag braces). Anything else, or anything longer than 64 bytes, is hashed whole
+    (never cut first: two values that differ anywhere get different keys).
     Identities that already look like a hash (``h:...``) are hashed too, so a caller
     cannot pick an identity that lands on another caller's hashed key."""
-    if len(identity) <= MAX_KEY_BYTES and _SAFE_KEY.match(identity) and not identity.startswith("h:"):
+    if len(identity) <= MAX_KEY_BYTES and _SAFE_KEY.fullmatch(identity) and not identity.startswith("h:"):
         return identity
     digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"h:{digest}"

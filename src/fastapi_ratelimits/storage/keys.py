@@ -15,20 +15,20 @@ from dataclasses import dataclass
 
 from .base import Check, safe_key
 
-_PLAIN_RULE = re.compile(r"^[A-Za-z0-9_.@/\-]{1,64}$")
-_PREFIX = re.compile(r"^[^{}\s*?\[\]\\]{1,128}$")
+_PLAIN_RULE = re.compile(r"[A-Za-z0-9_.@/\-]{1,64}")  # with fullmatch ("$" lets a final "\n" in)
+_PREFIX = re.compile(r"[^{}\s*?\[\]\\]{1,128}")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\^])")
 
 
 def check_prefix(prefix: str) -> str:
     """A key prefix must not hold hash-tag braces, glob characters or spaces."""
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise ValueError(f"{prefix!r} is not a usable key prefix (no braces, globs or spaces)")
     return prefix
 
 
 def safe_rule(rule: str) -> str:
-    if _PLAIN_RULE.match(rule):
+    if _PLAIN_RULE.fullmatch(rule):
         return rule
     digest = hashlib.blake2b(rule.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"h-{digest}"
@@ -41,6 +41,11 @@ def tag(rule: str, identity: str) -> str:
 
 def limit_key(prefix: str, check: Check, window_us: int) -> str:
     return f"{prefix}:{{{tag(check.rule, check.key)}}}:{check.algorithm}:{window_us}"
+
+
+def slot_key(prefix: str, rule: str, identity: str) -> str:
+    """The sorted set of the concurrency slots of ``rule`` for ``identity`` (:mod:`.slots`)."""
+    return f"{prefix}:{{{tag(rule, identity)}}}:slots:lease"
 
 
 def check_keys(prefix: str, check: Check) -> list[str]:

@@ -38,6 +38,7 @@ from typing import Any
 from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..registry import get_algorithm
 from .base import Check, CheckResult
+from .slots import SlotOp, SlotResult, slot_step
 
 _SWEEP = 2  # expired keys dropped per insert
 _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
@@ -128,6 +129,9 @@ class MemoryStore:
         self._size = 0
         self._ops = 0
         self._lock = threading.Lock()
+        # concurrency slots (:mod:`.slots`): (rule, identity) -> holder -> lease expiry; an
+        # entry goes when its last holder does (bounded by the connections open)
+        self._slots: dict[tuple[str, str | bytes], dict[str, float]] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -528,26 +532,56 @@ class MemoryStore:
         everything. Returns how many keys were removed."""
         with self._lock:
             if rule is None and key is None:
-                n = self._size
+                n = self._size + len(self._slots)
                 self._tables.clear()
                 self._by_rule.clear()
+                self._slots.clear()
                 self._size = 0
                 return n
             mkey = memory_key(key) if key is not None else None
-            removed = 0
+            removed = self._reset_slots(rule, mkey) if self._slots else 0
             for tkey, tbl in list(self._tables.items()):
                 if rule is not None and tbl.rule != rule:
                     continue
                 if mkey is None:
                     removed += len(tbl.entries)
+                    self._size -= len(tbl.entries)
                     self._drop_table(tkey)
                 elif tbl.entries.pop(mkey, None) is not None:
                     removed += 1
-            self._size -= removed
+                    self._size -= 1
             return removed
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         return self.reset_sync(rule, key)
+
+    # -- concurrency slots ----------------------------------------------------------------
+
+    def slot_sync(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                  now_us: int | float | None = None) -> SlotResult:
+        """One slot operation (:func:`.slots.slot_step`) on the holders of ``rule`` and ``key``."""
+        now = float(self.clock() if now_us is None else now_us)
+        skey = (rule, memory_key(key))
+        with self._lock:
+            holders = self._slots.get(skey)
+            if holders is None:
+                if op != "acquire" and op != "renew":
+                    return SlotResult(True, 0, 0)
+                holders = self._slots[skey] = {}
+            result = slot_step(holders, op, holder, max_open, lease_us, now)
+            if not holders:
+                del self._slots[skey]
+            return result
+
+    async def slot(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                   now_us: int | float | None = None) -> SlotResult:
+        return self.slot_sync(op, rule, key, holder, max_open, lease_us, now_us)
+
+    def _reset_slots(self, rule: str | None, mkey: str | bytes | None) -> int:
+        gone = [k for k in self._slots if (rule is None or k[0] == rule) and (mkey is None or k[1] == mkey)]
+        for k in gone:
+            del self._slots[k]
+        return len(gone)
 
     async def aclose(self) -> None:
         return None

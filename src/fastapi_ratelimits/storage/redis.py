@@ -55,11 +55,12 @@ from ..algorithms.base import LimitResult
 from ..errors import StorageError
 from .base import Check, CheckResult
 from .batching import Answers, Batches, CheckCodec, Coalescer, Done
-from .keys import KeyFilter, check_keys, check_prefix
+from .keys import KeyFilter, check_keys, check_prefix, slot_key
 from .redis_batch import SCAN_COUNT, UNLINK_BATCH, Call, decide_steps, decode, encode, group_by, scan_reply, text
 from .redis_connect import async_connect
 from .refusals import RefusalCache
-from .scripts import Script, ScriptCache
+from .scripts import SLOTS_SCRIPT, Script, ScriptCache
+from .slots import SlotOp, SlotResult
 
 try:
     from .wire import Wire, endpoint_of
@@ -323,6 +324,25 @@ class RedisStore:
                 async with self._deadline("unlink"):
                     removed += int(await self._command("UNLINK", *group[i : i + UNLINK_BATCH]))
         return removed
+
+    async def slot(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
+                   now_us: int | None = None) -> SlotResult:
+        """One concurrency-slot operation (``lua/slots.lua``, the math of :mod:`.slots`),
+        time from Redis ``TIME`` unless ``now_us`` pins it (tests)."""
+        skey = slot_key(self.key_prefix, rule, key)
+        args = ("EVALSHA", SLOTS_SCRIPT.sha, 1, skey, op, holder, max_open, lease_us,
+                "" if now_us is None else int(now_us))
+        async with self._deadline("answer a slot call"):
+            try:
+                reply = await self._command(*args)
+            except NoScriptError:
+                await self._command("SCRIPT LOAD", SLOTS_SCRIPT.text)
+                reply = await self._command(*args)
+        try:
+            ok, n, retry = (int(v) for v in reply)
+        except (TypeError, ValueError):
+            raise StorageError(f"unexpected reply from the slots script: {reply!r:.200}") from None
+        return SlotResult(ok == 1, n, retry)
 
     async def ping(self) -> None:
         """Raise StorageError unless Redis answers within the deadline."""

@@ -27,6 +27,7 @@ import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
 
+from ..config.urls import redact_url
 from ..errors import ConfigError
 from .urls import RedisURL, parse_redis_url
 
@@ -94,7 +95,7 @@ def sync_connect(url: str, timeout_ms: int, pool_size: int) -> redis.Redis:
             max_connections=pool_size, retry=redis.retry.Retry(NoBackoff(), 0), **_options(u),
         )
         return client
-    raise ConfigError(f"{url!r}: the sync store takes one server or a Sentinel master, not a cluster")
+    raise ConfigError(f"{redact_url(url)!r}: the sync store takes one server or a Sentinel master, not a cluster")
 
 
 def _options(u: RedisURL) -> dict[str, Any]:

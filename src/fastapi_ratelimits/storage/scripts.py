@@ -80,3 +80,12 @@ class ScriptCache:
                 lua_path(name)  # raises ConfigError for a memory-only algorithm
             self.script = compose(self.script.algorithms | missing | set(redis_algorithms()))
         return self.script
+
+
+def _slots_script() -> Script:
+    text = (LUA_DIR / "slots.lua").read_text(encoding="utf-8")
+    return Script(text, hashlib.sha1(text.encode("utf-8")).hexdigest(), frozenset())
+
+
+#: the concurrency-slot script (``lua/slots.lua``, see :mod:`.slots`)
+SLOTS_SCRIPT = _slots_script()

@@ -8,7 +8,8 @@
   the master of ``service`` as Sentinel reports it (credentials are the master's).
 - ``valkey``/``valkeys`` in place of ``redis``/``rediss`` mean the same.
 
-Query parameters of single-server URLs are passed on to redis-py.
+Query parameters of single-server URLs are passed on to redis-py. Error messages show a
+URL only through :func:`~..config.urls.redact_url` (never its password).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..config.urls import redact_url
 from ..errors import ConfigError
 
 Kind = Literal["single", "cluster", "sentinel"]
@@ -58,12 +60,12 @@ def _hosts(netloc: str, default_port: int, url: str) -> tuple[tuple[str, int], .
         try:
             port = int(port_text) if port_text else default_port
         except ValueError:
-            raise ConfigError(f"{url!r}: {part!r} is not host:port") from None
+            raise ConfigError(f"{redact_url(url)!r}: {part!r} is not host:port") from None
         if not host or not 0 < port < 65536:
-            raise ConfigError(f"{url!r}: {part!r} is not host:port")
+            raise ConfigError(f"{redact_url(url)!r}: {part!r} is not host:port")
         hosts.append((host, port))
     if not hosts:
-        raise ConfigError(f"{url!r}: no host given")
+        raise ConfigError(f"{redact_url(url)!r}: no host given")
     return tuple(hosts)
 
 
@@ -71,16 +73,16 @@ def _db(text: str, url: str) -> int:
     try:
         db = int(text) if text else 0
     except ValueError:
-        raise ConfigError(f"{url!r}: {text!r} is not a database number") from None
+        raise ConfigError(f"{redact_url(url)!r}: {text!r} is not a database number") from None
     if db < 0:
-        raise ConfigError(f"{url!r}: {text!r} is not a database number")
+        raise ConfigError(f"{redact_url(url)!r}: {text!r} is not a database number")
     return db
 
 
 def parse_redis_url(url: str) -> RedisURL:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in _SCHEMES:
-        raise ConfigError(f"{url!r} is not a Redis URL (redis://, rediss://, unix://, redis+cluster://, "
+        raise ConfigError(f"{redact_url(url)!r} is not a Redis URL (redis://, rediss://, unix://, redis+cluster://, "
                           "redis+sentinel://, valkey://, valkeys://)")
     kind, tls = _SCHEMES[scheme.lower()]
     if kind == "single":
@@ -97,12 +99,12 @@ def parse_redis_url(url: str) -> RedisURL:
     if kind == "cluster":
         path = parts.path.strip("/")
         if path and path != "0":
-            raise ConfigError(f"{url!r}: Redis Cluster has only database 0")
+            raise ConfigError(f"{redact_url(url)!r}: Redis Cluster has only database 0")
         return RedisURL("cluster", tls, hosts=_hosts(netloc, 6379, url), username=username,
                         password=password, options=options)
     segments = [s for s in parts.path.split("/") if s]
     if not segments or len(segments) > 2:
-        raise ConfigError(f"{url!r}: name the master, as in redis+sentinel://host:26379/mymaster[/db]")
+        raise ConfigError(f"{redact_url(url)!r}: name the master, as in redis+sentinel://host:26379/mymaster[/db]")
     db = _db(segments[1] if len(segments) == 2 else options.pop("db", ""), url)
     return RedisURL("sentinel", tls, hosts=_hosts(netloc, 26379, url), username=username,
                     password=password, service=unquote(segments[0]), db=db, options=options)

@@ -35,7 +35,7 @@ from .decision import Decision
 from .engine import CompiledRule, verdict
 from .fallback import decide_checks
 from .headers import rate_limit_headers
-from .identity import Identity, RequestView, _builtin, _from_callable
+from .identity import Identity, RequestView, builtin_identity, callable_identity
 from .registry import IdentityFn, get_algorithm
 from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 from .storage.memory import MemoryStore
@@ -86,10 +86,10 @@ class RateLimitDependency:
     def __init__(self, rule: Rule, scope: str | IdentityFn) -> None:
         self._scope = scope
         if callable(scope):
-            identity = _from_callable(getattr(scope, "__name__", "fn").replace("<", "").replace(">", "") or "fn", scope)
+            identity = callable_identity(getattr(scope, "__name__", "fn").replace("<", "").replace(">", "") or "fn", scope)
             self._named: str | None = None
         elif scope in ("ip", "global") or ":" in scope:
-            identity = _builtin(scope, scope)
+            identity = builtin_identity(scope, scope)
             self._named = None
         else:  # a named identity of the installed rules file (or register_identity), found per request
             identity = Identity(scope, "named", lambda view: None)

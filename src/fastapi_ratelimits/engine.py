@@ -261,7 +261,7 @@ class Program:
     :meth:`Engine.prepare_each`.
     """
 
-    __slots__ = ("admits", "by_values", "identities", "plan", "readers", "rules", "tiered")
+    __slots__ = ("admits", "by_values", "identities", "plan", "readers", "rules", "simple", "tiered")
 
     def __init__(self, plan: Plan[CompiledRule]) -> None:
         self.plan = plan
@@ -278,6 +278,7 @@ class Program:
         self.identities = tuple(identities)
         self.readers = tuple(readers)
         self.tiered = tuple(i for i, r in enumerate(self.rules) if r.tiers)
+        self.simple = not self.identities and not self.tiered  # nothing to read but the client address
         self.by_values: dict[Any, Prepared | None] = {}  # None: every rule skipped
         self.admits: dict[Any, tuple[Admit, Write | None]] = {}  # per (rules skipped, tiers): header writers
 
@@ -286,7 +287,7 @@ class Program:
         return all(r.kind != "callable" and not r.identity.is_async for r in plan.rules)
 
     def prepare(self, scope: Scope, client: ClientIP) -> Prepared | None:
-        if not self.identities and not self.tiered:  # keyed by the client address or by nothing
+        if self.simple:  # keyed by the client address or by nothing
             prep = self.by_values.get(client.key, _UNSEEN)
             return prep if prep is not _UNSEEN else self._build(client.key, client, (), ())
         plan = self.plan
@@ -402,6 +403,10 @@ class Engine:
         if program is None:  # once per plan
             program = plan.extra = Program(plan) if Program.compilable(plan) else False
         if program is not False:
+            if program.simple:  # keyed by the client address or by nothing: one lookup
+                prep = program.by_values.get(client.key, _UNSEEN)
+                if prep is not _UNSEEN:
+                    return prep  # type: ignore[no-any-return]
             return program.prepare(scope, client)  # type: ignore[no-any-return]
         return self.prepare_each(scope, plan, client)
 

@@ -89,7 +89,10 @@ class Gate:
             if write is not None and not self.listeners:  # admitted: numbers, no result objects
                 taken = memory.admit_sync(prep.checks, now)
                 if taken is not None:
-                    self._count(prep, t0)
+                    counter = prep.counter
+                    if counter is None or prep.counted_by is not self.metrics:
+                        counter = prep.count_with(self.metrics)
+                    self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
                     return write(taken[0]), taken[1], None, prep, taken[0]
             return self._answer(prep, memory.decide_sync(prep.checks, now), t0)
         cache = self.refusals
@@ -134,20 +137,16 @@ class Gate:
             return decision
         return self._answer(prep, results, t0)
 
-    def _count(self, prep: Prepared, t0: float) -> None:
-        """Count an admitted request in its rules' metrics counter."""
-        counter = prep.counter
-        if counter is None or prep.counted_by is not self.metrics:
-            counter = prep.count_with(self.metrics)
-        self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
-
     def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float) -> Admitted | Decision:
         """The answer from the store's results: an admitted request's headers and delay
         (no Decision built when nobody but the metrics listens), else the full decision."""
         admit = prep.admit
         admitted = admit(results) if admit is not None else prep.admitted(results)
         if admitted is not None and not self.listeners:  # admitted, nobody listening but the metrics
-            self._count(prep, t0)
+            counter = prep.counter  # the metrics counter of these rules (kept on the checks)
+            if counter is None or prep.counted_by is not self.metrics:
+                counter = prep.count_with(self.metrics)
+            self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
             return admitted[0], admitted[1], None, prep, results
         decision = verdict(prep.rules, prep.sets, results)
         self.notify(decision, _perf_counter() - t0)

@@ -16,8 +16,8 @@ mergeable summaries do: a key missing from a full summary may have had up to tha
 summary's smallest count there, so that is added to its count and its error; the two
 properties above hold for the merge, with ``N`` the hits of the whole window.
 
-The request path only keeps what it already has: ``TopCallers.admitted(results)`` (the
-metrics' fast path, every rule allowed: the store's results) and
+The request path only keeps what it already has: ``TopCallers.admitted(checks)`` (the
+metrics' fast path, every rule allowed: the request's checks, or the store's results) and
 ``TopCallers.observe(decision)`` (a full decision) are the ``append`` of a bounded deque, one
 C call. Off the request path, :meth:`TopCallers.run`, a task of the app's lifespan, counts
 the buffered hits exactly per rule, outcome and key twice a second and folds them into the

@@ -50,8 +50,13 @@ class RequestView:
 
     def header(self, name: bytes) -> str | None:
         headers = self._headers
-        if headers is None:  # by lower-case name, the first of a repeated name winning (as Headers.get)
-            headers = self._headers = {k.lower(): v for k, v in reversed(list(self.scope.get("headers") or ()))}
+        if headers is None:
+            headers = {}
+            for k, v in self.scope.get("headers") or ():
+                k = k.lower()
+                if k not in headers:
+                    headers[k] = v
+            self._headers = headers
         value = headers.get(name)
         return None if value is None else value.decode("latin-1")
 

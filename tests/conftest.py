@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.servers import RedisServer, find_or_start_redis
+from support.timing import StallMeter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,14 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def stalls() -> Iterator[StallMeter]:
+    """How long this process was not run during the test (``support/timing.py``): a real-time
+    bound allows for it (``with Stopwatch(stalls) as sw: ...; sw.run_for``)."""
+    with StallMeter() as meter:
+        yield meter
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -425,3 +425,81 @@ def test_decides_like_the_exact_definition(algorithm: str, data: st.DataObject) 
         assert abs(got.delay_us - want.delay_us) <= 1 and got.delay_us <= p.max_delay_us, where
         if not got.allowed and d.cost <= limit_of(algorithm, p):
             assert abs(got.retry_after_us - want.retry_after_us) <= 1, where
+
+
+# --- reset (``t`` of the RateLimit header): when one more unit is available ------------
+
+SECOND = 1_000_000
+
+
+def _as_is(store: MemoryStore, algorithm: str, p: LimitParams, t: int) -> LimitResult:
+    """The key as it is at ``t``: a peek of cost 0 takes nothing."""
+    return store.peek_sync(Check("r", algorithm, "k", (p,), 0), now_us=t).results[0]
+
+
+def _check_reset(store: MemoryStore, algorithm: str, p: LimitParams, t: int, res: LimitResult) -> None:
+    r, reset = res.remaining, res.reset_us
+    if reset == 0:  # the whole limit is there: nothing more will come, however long we wait
+        assert _as_is(store, algorithm, p, t + 10 * p.window_us + p.max_delay_us).remaining == r, (res, p)
+        return
+    # after ``reset`` with no other traffic, at least one more unit; a microsecond before
+    # (float rounding may land a whole microsecond either side) not yet
+    assert _as_is(store, algorithm, p, t + reset).remaining >= r + 1, (res, p)
+    if reset >= 2:
+        assert _as_is(store, algorithm, p, t + reset - 2).remaining == r, (res, p)
+    # the same in whole seconds, as the header says it: after t seconds one more unit;
+    # at any time before t - 1 seconds, none
+    t_s = -(-reset // SECOND)
+    assert _as_is(store, algorithm, p, t + t_s * SECOND).remaining >= r + 1
+    if t_s >= 2:
+        assert _as_is(store, algorithm, p, t + (t_s - 1) * SECOND - 2).remaining == r
+
+
+@_for_every_algorithm
+def test_reset_is_when_one_more_unit_is_available(algorithm: str, data: st.DataObject) -> None:
+    """After any decision, admitted or refused, ``reset`` is the time until one more
+    unit than ``remaining`` is available (0: all of it is there already)."""
+    p, events = data.draw(scenario(algorithm))
+    store = MemoryStore()
+    for t, cost in events:
+        res = store.decide_sync([Check("r", algorithm, "k", (p,), cost)], now_us=t)[0].results[0]
+        # the result describes the key as the decision left it
+        seen = _as_is(store, algorithm, p, t)
+        assert (seen.remaining, seen.reset_us) == (res.remaining, res.reset_us), (res, seen, p)
+    _check_reset(store, algorithm, p, events[-1][0], res)
+
+
+@_for_every_algorithm
+def test_reset_of_a_refusal_is_its_retry_after_for_one_unit(algorithm: str, data: st.DataObject) -> None:
+    """Cost 1 refused with nothing remaining: Retry-After equals ``t`` (the same whole
+    seconds; to the microsecond, but that Retry-After is at least 1 us)."""
+    p, events = data.draw(scenario(algorithm))
+    store = MemoryStore()
+    run(algorithm, p, events, store)
+    t = events[-1][0] + data.draw(st.integers(0, p.window_us))
+    check = Check("r", algorithm, "k", (p,), 1)
+    for _ in range(10 * (p.limit + p.burst) + 10):
+        res = store.decide_sync([check], now_us=t)[0]
+        if not res.allowed:
+            break
+    lr = res.results[0]
+    assert not lr.allowed and lr.remaining == 0, lr
+    assert lr.retry_after_us == max(1, lr.reset_us), (lr, p)
+    assert -(-lr.retry_after_us // SECOND) == max(1, -(-lr.reset_us // SECOND))
+    _check_reset(store, algorithm, p, t, lr)
+
+
+@SETTINGS
+@given(batches())
+def test_limits_not_charged_report_the_key_as_it_is(case: tuple[list[list[Check]], list[int]]) -> None:
+    """Every limit's remaining and reset describe the key as the decision left it: with
+    the cost taken where the check was committed, as it was where it was not (another
+    limit or rule refused), so a refused request's headers show nothing taken."""
+    requests, times = case
+    store = MemoryStore()
+    for checks, t in zip(requests, times, strict=True):
+        for res in store.decide_sync(checks, now_us=t):
+            c = res.check
+            for p, lr in zip(c.limits, res.results, strict=True):
+                seen = store.peek_sync(Check(c.rule, c.algorithm, c.key, (p,), 0, c.shadow), now_us=t).results[0]
+                assert (lr.remaining, lr.reset_us) == (seen.remaining, seen.reset_us), (res, seen)

@@ -13,13 +13,14 @@ from fastapi_ratelimits.api import Decision, Limiter
 from fastapi_ratelimits.errors import RateLimitExceeded
 from fastapi_ratelimits.storage.base import Check, CheckResult
 from fastapi_ratelimits.storage.memory import MemoryStore
+from support.timing import ManualClock, StallMeter, Stopwatch
 
 
 class CountingStore(MemoryStore):
     """A real memory store that counts the decisions asked of it."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        super().__init__(clock=clock)
         self.calls = 0
 
     def decide_sync(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
@@ -28,24 +29,28 @@ class CountingStore(MemoryStore):
 
 
 async def test_decide_takes_and_refuses_with_an_honest_retry() -> None:
-    limiter = Limiter("3/300ms", store=MemoryStore())
+    clock = ManualClock()  # the four decisions are simultaneous however loaded the machine
+    limiter = Limiter("3/300ms", store=MemoryStore(clock=clock))
     decisions = [await limiter.decide("job") for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert [d.remaining for d in decisions[:3]] == [2, 1, 0]
     refused = decisions[-1]
-    assert 0.09 <= refused.retry_after <= 0.1  # GCRA: one unit back every 100 ms
+    assert refused.retry_after == pytest.approx(0.1, abs=1e-6)  # GCRA: one unit back every 100 ms
     assert refused.delay == 0 and len(refused.results) == 1
-    await asyncio.sleep(refused.retry_after)
+    clock.advance(refused.retry_after - 0.001)
+    assert not (await limiter.decide("job")).allowed  # not a moment before
+    clock.advance(0.001)
     assert (await limiter.decide("job")).allowed
     assert (await limiter.decide("another-job")).allowed  # keys are apart
 
 
 async def test_several_limits_all_must_pass_and_a_refusal_takes_nothing() -> None:
-    limiter = Limiter(["2/100ms", "3/10s"], store=MemoryStore())
+    clock = ManualClock()
+    limiter = Limiter(["2/100ms", "3/10s"], store=MemoryStore(clock=clock))
     assert [(await limiter.decide()).allowed for _ in range(3)] == [True, True, False]
     d = await limiter.peek()
     assert [r.limit for r in d.results] == [2, 3]
-    await asyncio.sleep(0.1)
+    clock.advance(0.1)
     third = await limiter.decide()
     assert third.allowed and third.remaining == 0  # the 10 s limit is spent
     refused = await limiter.decide()
@@ -56,46 +61,57 @@ async def test_several_limits_all_must_pass_and_a_refusal_takes_nothing() -> Non
     assert [(await limiter.decide()).allowed for _ in range(3)] == [True, True, False]
 
 
-async def test_acquire_waits_its_turn() -> None:
-    limiter = Limiter("5/200ms", store=MemoryStore())  # burst 5, then one every 40 ms
+async def test_acquire_waits_its_turn(stalls: StallMeter) -> None:
+    store = CountingStore()
+    limiter = Limiter("5/200ms", store=store)  # burst 5, then one every 40 ms
     started = time.monotonic()
-    for _ in range(5):
-        await limiter.acquire()
-    assert time.monotonic() - started < 0.03
-    d = await limiter.acquire(timeout=1)
+    with Stopwatch(stalls) as burst:
+        for _ in range(5):
+            assert (await limiter.acquire()).allowed
+    assert store.calls == 5  # one decision each: nobody waited
+    assert burst.run_for < 0.03, (burst.elapsed, burst.stalled)  # not even a short sleep
+    with Stopwatch(stalls) as sw:
+        d = await limiter.acquire(timeout=5)
     waited = time.monotonic() - started
     assert d.allowed
-    assert 0.035 <= waited < 0.5
+    assert waited >= 0.035  # its turn came 40 ms after the first of the burst
+    assert sw.run_for < 0.5, (sw.elapsed, sw.stalled)  # and no longer than about that
 
 
-async def test_acquire_gives_up_at_once_when_the_wait_would_pass_the_timeout() -> None:
-    limiter = Limiter("1/300ms", store=MemoryStore())
+async def test_acquire_gives_up_at_once_when_the_wait_would_pass_the_timeout(stalls: StallMeter) -> None:
+    # one a minute, a timeout of 30 s: sitting the timeout out would take 30 s, not a moment
+    store = CountingStore(clock=ManualClock())
+    limiter = Limiter("1/minute", store=store)
     await limiter.acquire()
-    started = time.monotonic()
-    with pytest.raises(RateLimitExceeded) as info:
-        await limiter.acquire(timeout=0.1)
-    assert time.monotonic() - started < 0.05  # it did not sit out the timeout
-    assert 0.25 < info.value.retry_after <= 0.3
+    with Stopwatch(stalls) as sw, pytest.raises(RateLimitExceeded) as info:
+        await limiter.acquire(timeout=30)
+    assert sw.run_for < 5, (sw.elapsed, sw.stalled)  # it did not sit out the timeout
+    assert store.calls == 2  # asked once, refused at once
+    assert info.value.retry_after == pytest.approx(60, abs=1e-6)
     assert isinstance(info.value.decision, Decision) and not info.value.decision.allowed
-    # a timeout long enough: it waits and passes
-    d = await limiter.acquire(timeout=0.5)
+    # a timeout long enough: it waits and passes (a real wait, on the real clock)
+    limiter = Limiter("1/300ms", store=MemoryStore())
+    started = time.monotonic()
+    await limiter.acquire()
+    d = await limiter.acquire(timeout=5)
     assert d.allowed and time.monotonic() - started >= 0.25
 
 
-async def test_many_waiters_take_turns_without_spinning() -> None:
+async def test_many_waiters_take_turns_without_spinning(stalls: StallMeter) -> None:
     store = CountingStore()
     limiter = Limiter("10/200ms", burst=1, store=store)  # one every 20 ms
     started = time.monotonic()
     done: list[float] = []
 
     async def worker() -> None:
-        await limiter.acquire(timeout=2)
+        await limiter.acquire(timeout=10)
         done.append(time.monotonic() - started)
 
-    await asyncio.gather(*(worker() for _ in range(8)))
+    with Stopwatch(stalls) as sw:
+        await asyncio.gather(*(worker() for _ in range(8)))
     assert len(done) == 8
     assert max(done) >= 7 * 0.02 - 0.005  # eight turns, 20 ms apart
-    assert max(done) < 1.5
+    assert sw.run_for < 1.5, (sw.elapsed, sw.stalled)  # and not much later
     assert store.calls < 8 * 8  # each waiter slept until its retry time; no busy loop
 
 
@@ -109,18 +125,21 @@ async def test_a_cost_that_can_never_pass_fails_at_once() -> None:
 
 
 async def test_queue_acquire_waits_for_its_slot() -> None:
-    limiter = Limiter("10/second", algorithm="queue", max_delay="1s", store=MemoryStore())  # a slot every 100 ms
+    # the store's clock stands still: the slots are 0, 100 and 200 ms however loaded the
+    # machine; the waits in line are real sleeps
+    store = MemoryStore(clock=ManualClock())
+    limiter = Limiter("10/second", algorithm="queue", max_delay="1s", store=store)  # a slot every 100 ms
     started = time.monotonic()
     first = await limiter.acquire("upload")
     second = await limiter.acquire("upload")
     assert first.delay == 0
-    assert 0.09 <= second.delay <= 0.1
-    assert time.monotonic() - started >= 0.09
+    assert second.delay == pytest.approx(0.1, abs=1e-6)
+    assert time.monotonic() - started >= 0.09  # it waited its slot
     # a timeout shorter than the wait in line: refused at once, the slot left free
     with pytest.raises(RateLimitExceeded):
         await limiter.acquire("upload", timeout=0.01)
     third = await limiter.decide("upload")
-    assert third.allowed and third.delay <= 0.1
+    assert third.allowed and third.delay == pytest.approx(0.2, abs=1e-6)  # the slot after the second's
 
 
 async def test_queue_decide_reports_the_delay() -> None:
@@ -134,11 +153,17 @@ async def test_queue_decide_reports_the_delay() -> None:
 
 
 def test_sync_twins_in_threads() -> None:
-    limiter = Limiter("4/200ms", store=MemoryStore())  # one every 50 ms after a burst of 4
+    clock = ManualClock(follow_real=True)  # real waits; it stands still once the last one passed
+    limiter = Limiter("4/1s", store=MemoryStore(clock=clock))  # one every 250 ms after a burst of 4
     got: list[bool] = []
+    lock = threading.Lock()
 
     def worker() -> None:
-        got.append(limiter.acquire_sync("t", timeout=1).allowed)
+        allowed = limiter.acquire_sync("t", timeout=10).allowed
+        with lock:
+            got.append(allowed)
+            if len(got) == 6:
+                clock.freeze()  # the decision below is then as if at once, however late it runs
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(6)]
@@ -147,7 +172,7 @@ def test_sync_twins_in_threads() -> None:
     for t in threads:
         t.join()
     assert got == [True] * 6
-    assert time.monotonic() - started >= 0.09  # two had to wait a turn each
+    assert time.monotonic() - started >= 0.45  # two had to wait a turn each, 250 ms apart
     assert not limiter.decide_sync("t").allowed
     limiter.reset_sync("t")
     assert limiter.peek_sync("t").allowed

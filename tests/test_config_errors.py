@@ -289,12 +289,13 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 
 # -- hostile files: refused quickly, with a ConfigError -----------------------------------
+# "quickly" is CPU time of this thread (time.thread_time): other work on a busy machine does not add to it
 
 def _refused_quickly(path: Path, says: str, seconds: float = 2.0) -> str:
-    start = time.perf_counter()
+    start = time.thread_time()
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert elapsed < seconds, f"took {elapsed:.2f}s"
     assert says in str(info.value)
     assert str(info.value).startswith(str(path))
@@ -395,10 +396,10 @@ def test_a_file_with_thousands_of_errors_reports_the_first_hundred(tmp_path: Pat
     path = tmp_path / "many.yaml"
     rules = "".join(f"  - {{name: r{i}, match: {{path: /a}}, limit: 5/minit}}\n" for i in range(3000))
     path.write_text("version: 1\nrules:\n" + rules)
-    start = time.perf_counter()
+    start = time.thread_time()
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
     problems = info.value.problems
     assert len(problems) == 101
     assert problems[0].startswith(f"{path}:3:42: rules[0].limit: '5/minit' is not a rate")

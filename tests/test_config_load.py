@@ -297,14 +297,14 @@ def test_rate_of_another_type_is_an_error(value: object) -> None:
 
 def test_rate_parsing_time_is_bounded() -> None:
     worst = ["1" * 20 + " " * 20 + "per" + " " * 20 + "1", " " * 63 + "x", "9" * 64, "1" * 20 + "/" + "9" * 15 + ".9"]
-    start = time.perf_counter()
+    start = time.thread_time()
     for _ in range(2000):
         for text in worst:
             with pytest.raises(ValueError):
                 parse_rate(text)
         with pytest.raises(ValueError):
             parse_rate("1" * 100_000)  # refused by length before any matching
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
 
 
 @pytest.mark.parametrize(("value", "us"), [

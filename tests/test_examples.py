@@ -17,7 +17,7 @@ EXAMPLES = ROOT / "config-examples"
 FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
 EXPECTED = {
     "quickstart.yaml", "public-api-per-ip.yaml", "login-bruteforce.yaml", "paid-tiers.yaml", "layered.yaml",
-    "layered.toml", "redis.yaml", "redis-cluster.yaml",
+    "layered.toml", "redis.yaml", "redis-cluster.yaml", "llm-gateway.yaml",
 }
 
 
@@ -120,3 +120,17 @@ def test_readme_error_example_is_what_the_loader_says(tmp_path: Path) -> None:
         load_config(path)
     shown = str(info.value).replace(str(tmp_path) + "/", "")
     assert f"```text\n{shown}\n```" in _readme_section()
+
+
+def test_the_llm_gateway_example_has_rpm_tpm_and_an_organisation_budget() -> None:
+    from fastapi_ratelimits.config.models import ResponseCost
+
+    cfg = load_config(EXAMPLES / "llm-gateway.yaml", env={}).config
+    rules = {r.name: r for r in cfg.rules}
+    assert rules["rpm"].budget is None
+    tpm, org = rules["tpm"].budget, rules["org-daily-tokens"].budget
+    assert isinstance(tpm, ResponseCost) and tpm.source == "response_header" and tpm.name == "X-Tokens-Used"
+    assert tpm.reserve == 1000 and rules["tpm"].units() == 1000
+    assert isinstance(org, ResponseCost) and rules["org-daily-tokens"].scope == "org"
+    assert rules["org-daily-tokens"].rates() == [Rate(2_000_000, 86_400_000_000)]
+    assert rules["tpm"].overrides[0].when.header == {"X-Plan": "pro"}  # the paid plan's tier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -122,9 +123,53 @@ def test_demo_serves_the_quickstart(tmp_path: Path) -> None:
             last = c.get("/api/search")
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=10)[0].decode()
+        out = proc.communicate(timeout=30)[0].decode()
     assert codes == [200] * 5 + [429]
     assert health == [200] * 3
     assert last.status_code == 429 and last.json()["rule"] == "per-ip"
     assert f"fastapi-ratelimits demo on http://127.0.0.1:{port}" in out
     assert "quickstart.yaml" in out
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+ROUTE_RULES = """\
+version: 1
+rules:
+  - {name: items, match: {path: "/items/{item_id}"}, limit: 5/minute}
+  - {name: products, match: {route: product}, limit: 5/minute}
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, in a shell without the app's secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RL_SECRETIVE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR.parent / "src"), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "fastapi_ratelimits", *args], cwd=TESTS_DIR, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_inspects_an_app_whose_secrets_are_not_in_this_shell(tmp_path: Path) -> None:
+    """Importing the app runs install(), which wants its admin token and a ${VAR}: check
+    imports it with placeholders, checks the routes, and says what it skipped."""
+    path = tmp_path / "ratelimits.yaml"
+    path.write_text(ROUTE_RULES)
+    done = _cli("check", str(path), "--app", "http_apps.secretive:app")
+    assert done.returncode == 0, done.stderr
+    assert "  items: GET /items/{item_id}" in done.stdout
+    assert "  products: GET /products/{sku}" in done.stdout
+    assert "skipped $RL_SECRETIVE_TOKEN: not set in this shell" in done.stderr
+    assert "skipped $RL_SECRETIVE_PREFIX: not set in this shell" in done.stderr
+    # explain --app too
+    done = _cli("explain", str(path), "GET", "/products/x", "--app", "http_apps.secretive:app")
+    assert done.returncode == 0, done.stderr
+    assert "  products: key ip:203.0.113.7" in done.stdout
+
+
+def test_explain_without_app_says_it_leaves_out_rules_by_route(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ratelimits.yaml"
+    path.write_text(ROUTE_RULES)
+    assert main(["explain", str(path), "GET", "/products/x"]) == 0
+    out = capsys.readouterr().out
+    assert "without --app, the rules that match by route name are left out (products)" in out
+    assert "no rule applies" in out

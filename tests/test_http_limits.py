@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -130,21 +131,25 @@ async def test_cost_takes_several_units() -> None:
 
 
 async def test_queue_delays_admitted_requests_then_refuses() -> None:
-    app, _, _ = setup({"name": "uploads", "match": {"path": "/upload"}, "algorithm": "queue",
-                       "limit": "10/second", "max_delay": "350ms"})
+    # a clock that stands still: the five decisions are simultaneous however loaded the machine
+    app, _, seen = setup({"name": "uploads", "match": {"path": "/upload"}, "algorithm": "queue",
+                          "limit": "10/second", "max_delay": "350ms"}, clock=lambda: 1000.0)
     async with client(app) as c:
         async def timed() -> tuple[int, float]:
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             r = await c.post("/upload")
-            return r.status_code, time.perf_counter() - t0
+            return r.status_code, time.monotonic() - t0
 
         results = await asyncio.gather(*(timed() for _ in range(5)))
-    ok = sorted(t for code, t in results if code == 200)
     assert sorted(code for code, _ in results) == [200, 200, 200, 200, 429]
-    # slots 100 ms apart: about 0, 0.1, 0.2 and 0.3 s of waiting
-    assert ok[0] < 0.08
-    for i, t in enumerate(ok[1:], start=1):
-        assert 0.1 * i - 0.02 <= t <= 0.1 * i + 0.25, (i, ok)
+    # slots 100 ms apart: 0, 0.1, 0.2 and 0.3 s in line; the fifth (0.4 s) is past max_delay
+    assert [d.allowed for d in seen] == [True] * 4 + [False]
+    assert [d.delay for d in seen[:4]] == pytest.approx([0, 0.1, 0.2, 0.3], abs=0.001)
+    # each admitted request really waited its slot before the endpoint answered (a busy
+    # machine only makes a request later, never earlier)
+    ok = sorted(t for code, t in results if code == 200)
+    for i, t in enumerate(ok):
+        assert t >= 0.1 * i - 0.005, (i, ok)
 
 
 async def test_the_rule_status_and_the_body_of_a_refusal() -> None:

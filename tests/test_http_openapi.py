@@ -106,3 +106,27 @@ async def test_limit_dependencies_are_documented_with_and_without_install() -> N
             schema = (await c.get("/openapi.json")).json()
         assert responses(schema, "/guarded", "get")["429"]["description"] == "Rate limit exceeded (rule: guarded)"
         assert "429" not in responses(schema, "/open", "get")
+
+
+async def test_success_responses_declare_the_headers_and_the_document_validates() -> None:
+    """The 200 of a limited operation declares RateLimit and RateLimit-Policy (what every
+    admitted response carries); nothing uses the deprecated ``example`` keyword; the whole
+    document passes openapi-spec-validator."""
+    from openapi_spec_validator import validate
+
+    app = standard_app()
+    install(app, rules(
+        {"name": "items", "match": {"path": "/items/{id}", "methods": ["PUT"]}, "limit": "5/minute"},
+        {"name": "search", "match": {"path": "/api/**"}, "limit": "5/minute", "headers": "legacy"},
+    ))
+    async with client(app) as c:
+        schema = (await c.get("/openapi.json")).json()
+    put = responses(schema, "/items/{item_id}", "put")["200"]
+    assert set(put["headers"]) == {"RateLimit", "RateLimit-Policy"}
+    assert "t, the seconds until additional quota is made available" in put["headers"]["RateLimit"]["description"]
+    search = responses(schema, "/api/search", "get")["200"]
+    assert set(search["headers"]) == {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    assert "headers" not in responses(schema, "/items/{item_id}", "get")["200"]  # not limited
+    text = __import__("json").dumps(schema)
+    assert '"example":' not in text
+    validate(schema)

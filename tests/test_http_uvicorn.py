@@ -125,7 +125,9 @@ def test_queue_delay_is_real_over_http(server: str) -> None:
     assert sorted(code for code, _ in results) == [200, 200, 200, 200, 429]
     waited = sorted(t for code, t in results if code == 200)
     assert waited[-1] >= 0.27  # the 4th admitted request waited about 0.3 s for its slot
-    assert waited[0] < 0.25
+    # the first was not held back: it was answered well before the last (both go through the
+    # same busy machine, so the gap of their slots shows however slow each answer was)
+    assert waited[-1] - waited[0] >= 0.15, waited
 
 
 def test_four_workers_with_memory_storage_each_count_alone(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ async def test_tasks_and_threads_together_admit_exactly_the_limit(algorithm: str
     assert sum(from_tasks) + sum(from_threads) == 37
 
 
+@pytest.mark.timeout(900)  # a million decisions: a minute or so on a quiet machine, several on a busy one
 def test_a_million_keys_stay_within_max_keys_and_memory() -> None:
     """1,000,000 distinct keys through a store of 100,000 keys: it holds 100,000 and
     its memory does not grow with the keys that pass through.

@@ -147,13 +147,14 @@ def test_the_per_decision_cost_is_tiny() -> None:
     m = Metrics()
     m.set_rules([f"rule{i}" for i in range(200)])
     n = 100_000
-    t = time.perf_counter()
+    t = time.thread_time()
     for _ in range(n):
         m.decision("rule7", "allowed")
-    per_call_us = (time.perf_counter() - t) / n * 1e6
+    per_call_us = (time.thread_time() - t) / n * 1e6
     print(f"\n  Metrics.decision: {per_call_us:.2f} us per call")
     assert decisions(m, "rule7", "allowed") == n
-    assert per_call_us < 20  # generous for a loaded 2-core machine; typically well under 1 us
+    # CPU time of this thread (other work on the machine does not add to it); typically under 1 us
+    assert per_call_us < 20
 
 
 def test_without_prometheus_client_a_noop_with_the_same_methods(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,3 +250,37 @@ async def test_a_rule_only_allowing_is_counted_without_a_listener() -> None:
     assert s[("ratelimits_decision_seconds_count", ())] == 20
     assert s[("ratelimits_decision_seconds_bucket", (("le", "+Inf"),))] == 20
     assert 0 < s[("ratelimits_decision_seconds_sum", ())] < 20
+
+
+async def test_metrics_endpoint_negotiates_openmetrics_and_has_no_created_series() -> None:
+    """An OpenMetrics scraper (Accept: application/openmetrics-text) gets OpenMetrics, with
+    its # EOF; a Prometheus one gets the text format. No counter has a ``_created`` series
+    (the choice is none, for every counter alike), in either format."""
+    import os
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from fastapi_ratelimits import install
+    from support.apps import client, rules, standard_app
+
+    os.environ["RL_METRICS_NEG_TOKEN"] = "neg-token"
+    app = standard_app()
+    limits = install(app, rules({"name": "items", "match": {"path": "/items/{item_id}"}, "limit": "1/minute"},
+                                admin={"enabled": True, "path": "/_rl", "token_env": "RL_METRICS_NEG_TOKEN"}))
+    auth = {"Authorization": "Bearer neg-token"}
+    async with client(app) as c:
+        await c.get("/items/1")
+        await c.get("/items/1")
+        limits.metrics.storage_error()
+        await limits.reload()
+        om = await c.get("/_rl/metrics", headers={**auth, "Accept": "application/openmetrics-text; version=1.0.0"})
+        prom = await c.get("/_rl/metrics", headers=auth)
+    assert om.status_code == 200 and om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(om.text)}
+    assert {"ratelimits_decisions", "ratelimits_storage_errors", "ratelimits_reloads"} <= set(families)
+    assert prom.status_code == 200 and prom.headers["content-type"].startswith("text/plain")
+    for text in (om.text, prom.text):
+        assert "_created" not in text
+        assert 'ratelimits_decisions_total{outcome="limited",rule="items"} 1.0' in text
+        assert "ratelimits_storage_errors_total 1.0" in text

@@ -122,7 +122,7 @@ async def test_pinned_times_are_not_mixed_in_one_call(redis_url: str, key_prefix
 
 
 async def test_a_failed_call_fails_each_of_its_requests_with_an_error_of_its_own(own_redis: RedisServer) -> None:
-    store = RedisStore.from_url(own_redis.url, key_prefix="down", timeout_ms=300)
+    store = RedisStore.from_url(own_redis.url, key_prefix="down", timeout_ms=5000)
     check = Check("d", "gcra", "k", (LimitParams(10, HOUR, 10, 0),))
     try:
         await store.decide([check], NOW)

@@ -21,6 +21,7 @@ from fastapi_ratelimits.storage.keys import limit_key
 from fastapi_ratelimits.storage.memory import MemoryStore
 from fastapi_ratelimits.storage.redis import RedisStore
 from support.cluster import RedisClusterServers, redis_cluster
+from support.timing import StallMeter, Stopwatch
 from test_redis_equivalence import T0, checks, steps
 
 MINUTE = 60_000_000
@@ -55,7 +56,7 @@ async def store(cluster: RedisClusterServers, key_prefix: str) -> AsyncIterator[
         await s.aclose()
 
 
-async def eventually_allowed(store: RedisStore, check: Check, within: float = 10.0) -> None:
+async def eventually_allowed(store: RedisStore, check: Check, within: float = 30.0) -> None:
     """Decide until one call is allowed (short timeouts may trip while a client warms up)."""
     deadline = time.monotonic() + within
     while True:
@@ -209,7 +210,7 @@ async def test_script_flush_on_a_master_is_recovered(store: RedisStore, cluster:
 
 
 async def test_a_paused_master_raises_storage_error_in_time(
-        cluster: RedisClusterServers, inspect: RedisCluster, key_prefix: str) -> None:
+        cluster: RedisClusterServers, inspect: RedisCluster, key_prefix: str, stalls: StallMeter) -> None:
     store = RedisStore.from_url(cluster.url, key_prefix=key_prefix, timeout_ms=150)
     check = Check("p", "gcra", "k", (lim(100),))
     await eventually_allowed(store, check)  # learns the cluster and loads the script, on a busy box too
@@ -217,11 +218,10 @@ async def test_a_paused_master_raises_storage_error_in_time(
     node = next(n for n in cluster.nodes if n.port == port)
     node.pause()
     try:
-        t0 = time.monotonic()
-        with pytest.raises(StorageError):
+        with Stopwatch(stalls) as sw, pytest.raises(StorageError):
             await store.decide([check])
-        elapsed = time.monotonic() - t0
-        assert elapsed < 0.15 + 0.25, f"took {elapsed:.3f}s"
+        # the timeout plus a little, less the time this process was not run at all
+        assert sw.run_for < 0.15 + 0.25, (sw.elapsed, sw.stalled)
     finally:
         node.resume()
     await eventually_allowed(store, check)  # the client re-learns the cluster after the timeout

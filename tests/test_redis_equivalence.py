@@ -153,7 +153,39 @@ def test_a_refusing_check_commits_nothing_on_both(env: Env) -> None:
         assert got == memory.decide_sync(batch, T0 + i)
     assert [r.committed for r in got] == [False, False]
     assert got[0].allowed and not got[1].allowed
-    assert got[0].results[0].remaining == 8  # one admitted batch took one token, the refused ones none
+    # one admitted batch took one token, the refused ones none: and the refused batches
+    # report the roomy rule as it is (9 left, one more token within its 6 s), not as it
+    # would have been with theirs taken (8)
+    assert got[0].results[0].remaining == 9
+    assert 0 < got[0].results[0].reset_us <= 6 * SECOND
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_limits_not_charged_report_alike(env: Env, algorithm: str) -> None:
+    """The issue's case on both stores: a rule of 5/second and 100/hour next to a rule of
+    100/hour; the sixth request in a second is refused by the 5/second limit, and every
+    other limit reports its remaining and reset with nothing taken, Redis as memory;
+    a peek of cost 0 (the admin status) agrees with both."""
+    tag = uuid.uuid4().hex[:8]
+    two = Check(f"two-{tag}", algorithm, "u", (LimitParams(5, SECOND, 5), LimitParams(100, 3600 * SECOND, 100)))
+    bucket = Check(f"tb-{tag}", "token_bucket", "u", (LimitParams(100, 3600 * SECOND, 100),))
+    memory = MemoryStore()
+    got = []
+    for i in range(6):
+        got = env.runner.run(env.store.decide([two, bucket], T0 + i))
+        assert got == memory.decide_sync([two, bucket], T0 + i), i
+        if i == 4:
+            admitted = got
+    if algorithm != "queue":  # a queue of 5/second admits the sixth (it waits for its slot)
+        assert not got[0].allowed and [r.committed for r in got] == [False, False]
+        # the limits not charged: as the admitted fifth request left them
+        assert got[1].results[0].remaining == admitted[1].results[0].remaining == 95
+        assert -(-got[1].results[0].reset_us // SECOND) == -(-admitted[1].results[0].reset_us // SECOND) == 36
+        assert got[0].results[1].remaining == 95
+    for c in (two, bucket):
+        zero = Check(c.rule, c.algorithm, c.key, c.limits, 0)
+        peeked = env.runner.run(env.store.peek(zero, T0 + 6))
+        assert peeked == memory.peek_sync(zero, T0 + 6)
 
 
 def test_big_numbers_round_alike(env: Env) -> None:

@@ -24,6 +24,7 @@ from fastapi_ratelimits.storage.redis import RedisStore, SyncRedisStore
 from fastapi_ratelimits.storage.scripts import LUA_DIR, ScriptCache, lua_path
 from fastapi_ratelimits.storage.urls import parse_redis_url
 from support.servers import RedisServer, free_port, ping, server_binary, wait_until
+from support.timing import StallMeter, Stopwatch
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -52,7 +53,7 @@ def sync_client(redis_url: str) -> Iterator[redis.Redis]:
         client.close()
 
 
-async def eventually_allowed(store: RedisStore, check: Check, within: float = 10.0) -> None:
+async def eventually_allowed(store: RedisStore, check: Check, within: float = 30.0) -> None:
     """Decide until one call is allowed (a short timeout may trip on a busy machine while
     the store connects and loads its script)."""
     deadline = time.monotonic() + within
@@ -257,8 +258,9 @@ async def test_a_decision_is_one_round_trip(own_redis: RedisServer) -> None:
     before = commandstats(inspect)
     for _ in range(10):
         assert not all(r.allowed for r in await store.decide(refused))
-    # refused: the same single call, and not one write
-    assert delta(before, commandstats(inspect)) == {"evalsha": 10, "time": 10, "hmget": 10 * 7}
+    # refused: the same single call, and not one write (the 6 limits that allowed are
+    # read again, at cost 0, to report them with nothing taken)
+    assert delta(before, commandstats(inspect)) == {"evalsha": 10, "time": 10, "hmget": 10 * (7 + 6)}
     inspect.close()
     await store.aclose()
 
@@ -297,7 +299,8 @@ async def test_script_flush_under_traffic_fails_no_decision(own_redis: RedisServ
 # -- failures: timeouts, refused connections, bad replies, pools --------------------------------
 
 
-async def test_a_paused_server_raises_storage_error_within_the_timeout(own_redis: RedisServer) -> None:
+async def test_a_paused_server_raises_storage_error_within_the_timeout(own_redis: RedisServer,
+                                                                      stalls: StallMeter) -> None:
     store = RedisStore.from_url(own_redis.url, key_prefix="to", timeout_ms=100)
     check = Check("t", "token_bucket", "k", (lim(10),))
     await eventually_allowed(store, check)  # connected, script loaded
@@ -306,10 +309,10 @@ async def test_a_paused_server_raises_storage_error_within_the_timeout(own_redis
     try:
         for s in (store, fresh):
             for call in (lambda s=s: s.decide([check]), lambda s=s: s.peek(check), lambda s=s: s.reset()):
-                t0 = time.monotonic()
-                with pytest.raises(StorageError):
+                with Stopwatch(stalls) as sw, pytest.raises(StorageError, match="within 100 ms"):
                     await call()
-                assert time.monotonic() - t0 < 0.1 + 0.15
+                # the timeout plus a little, less the time this process was not run at all
+                assert sw.run_for < 0.1 + 0.25, (sw.elapsed, sw.stalled)
     finally:
         own_redis.resume()
     await eventually_allowed(store, check)  # and it recovers
@@ -317,12 +320,12 @@ async def test_a_paused_server_raises_storage_error_within_the_timeout(own_redis
     await fresh.aclose()
 
 
-async def test_a_dead_server_raises_storage_error_at_once() -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=1000)
-    t0 = time.monotonic()
-    with pytest.raises(StorageError):
+async def test_a_dead_server_raises_storage_error_at_once(stalls: StallMeter) -> None:
+    # a long timeout: a refused connection that sat it out would take 10 s, not a fraction
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=10_000)
+    with Stopwatch(stalls) as sw, pytest.raises(StorageError):
         await store.decide([Check("d", "gcra", "k", (lim(1),))])
-    assert time.monotonic() - t0 < 0.5
+    assert sw.run_for < 5.0, (sw.elapsed, sw.stalled)
     await store.aclose()
 
 
@@ -389,10 +392,10 @@ async def test_aclose_leaves_a_passed_client_open(redis_url: str, key_prefix: st
     await store.decide([Check("c", "gcra", "k", (lim(3),))])
     await store.aclose()
     assert await client.ping()
-    assert await RedisStore(client, key_prefix=key_prefix).reset() == 1
+    assert await RedisStore(client, key_prefix=key_prefix, timeout_ms=5000).reset() == 1
     await client.aclose()
     with pytest.raises(TypeError):
-        RedisStore.connect(redis.Redis(), key_prefix=key_prefix)  # type: ignore[arg-type]
+        RedisStore.connect(redis.Redis(), key_prefix=key_prefix, timeout_ms=5000)  # type: ignore[arg-type]
 
 
 async def test_a_url_store_closes_what_it_opened(redis_url: str, key_prefix: str) -> None:
@@ -410,7 +413,7 @@ async def test_a_url_store_closes_what_it_opened(redis_url: str, key_prefix: str
     assert await ours() >= 1
     await store.reset()
     await store.aclose()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while await ours():  # the server sees the connections go
         assert time.monotonic() < deadline, "the store left connections open"
         await asyncio.sleep(0.01)
@@ -460,7 +463,7 @@ def sentinel_for(master: RedisServer) -> Iterator[int]:
     proc = subprocess.Popen([server_binary(), str(conf), "--sentinel"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: ping("127.0.0.1", port), 10, what="sentinel")
+        wait_until(lambda: ping("127.0.0.1", port), 30, what="sentinel")
         yield port
     finally:
         proc.terminate()
@@ -476,7 +479,7 @@ async def test_sentinel_url(own_redis: RedisServer) -> None:
         with redis.Redis.from_url(own_redis.url) as direct:
             assert direct.exists(f"sn:{{s:k}}:token_bucket:{MINUTE}") == 1
         await store.aclose()
-        sync = SyncRedisStore.from_url(f"redis+sentinel://127.0.0.1:{port}/mymaster", key_prefix="sn")
+        sync = SyncRedisStore.from_url(f"redis+sentinel://127.0.0.1:{port}/mymaster", key_prefix="sn", timeout_ms=2000)
         assert not sync.decide_sync([check])[0].allowed
         sync.close()
 
@@ -517,22 +520,21 @@ def _sync_allowed(sync: SyncRedisStore, check: Check) -> bool:
         return False
 
 
-def test_sync_store_times_out_on_a_paused_server(own_redis: RedisServer) -> None:
+def test_sync_store_times_out_on_a_paused_server(own_redis: RedisServer, stalls: StallMeter) -> None:
     client = redis.Redis.from_url(own_redis.url)  # no socket timeout of its own
     sync = SyncRedisStore(client, key_prefix="st", timeout_ms=100)
     check = Check("t", "gcra", "k", (lim(10),))
-    wait_until(lambda: _sync_allowed(sync, check), 10, what="a first sync decision")
+    wait_until(lambda: _sync_allowed(sync, check), 30, what="a first sync decision")
     own_redis.pause()
     try:
         for call in (lambda: sync.decide_sync([check]), lambda: sync.peek_sync(check), lambda: sync.reset_sync()):
-            t0 = time.monotonic()
-            with pytest.raises(StorageError):
+            with Stopwatch(stalls) as sw, pytest.raises(StorageError):
                 call()
-            assert time.monotonic() - t0 < 0.1 + 0.15
+            assert sw.run_for < 0.1 + 0.25, (sw.elapsed, sw.stalled)
     finally:
         own_redis.resume()
     # the connection that timed out is not reused mid-reply: the next answers are sound
-    wait_until(lambda: _sync_allowed(sync, check), 10, what="a sync decision after the pause")
+    wait_until(lambda: _sync_allowed(sync, check), 30, what="a sync decision after the pause")
     sync.close()
     assert client.ping()  # the client passed in is still the caller's
     client.close()
@@ -562,7 +564,7 @@ def test_prefixes_that_would_break_keys_are_refused() -> None:
 
 def test_every_builtin_has_its_lua_twin() -> None:
     assert sorted(p.name for p in LUA_DIR.glob("*.lua")) == sorted(
-        ["decide.lua", "slots.lua", *(f"{cls.name}.lua" for cls in BUILTINS)])
+        ["decide.lua", "settle.lua", "slots.lua", *(f"{cls.name}.lua" for cls in BUILTINS)])
     text = ScriptCache().script.text
     for cls in BUILTINS:
         assert lua_path(cls.name).read_text().strip() in text

@@ -158,7 +158,7 @@ async def test_a_reload_that_raises_the_limit_takes_effect_at_once(own_redis: Re
     path = tmp_path / "limits.yaml"
 
     def write(limit: str) -> None:
-        path.write_text(f"version: 1\nstorage: {{url: '{own_redis.url}', key_prefix: rl}}\n"
+        path.write_text(f"version: 1\nstorage: {{url: '{own_redis.url}', key_prefix: rl, timeout_ms: 5000}}\n"
                         f"rules:\n  - {{name: r, match: {{path: /health}}, limit: {limit}}}\n")
 
     write("2/hour")

@@ -59,7 +59,7 @@ def test_a_master_stops_and_comes_back(cluster: RedisClusterServers, tmp_path: P
 
     def heal() -> None:
         victim.start()
-        cluster.wait_ready(20)
+        cluster.wait_ready(60)
 
     with uvicorn_server("http_apps.reliab:app", env={"RL_TEST_CONFIG": str(path)}, ready_path="/health") as url:
         result = run(url, victim.stop, heal, down=2.0)

@@ -54,6 +54,7 @@ def test_the_tokens_are_the_regexes_the_patterns_always_had() -> None:
     assert tokens_regex(template_tokens("/f/{p:path}/x/{n:int}", _PARAM)) == r"/f/.*/x/[^/]+"
 
 
+# every bound below is CPU time of this thread (time.thread_time): a busy machine does not add to it
 HOSTILE = [
     ("/**/a/**/b/**/c", "/a/b" * 16_000 + "x", False),
     ("/files/*a*b*c", "/files/" + "a" * 64_000, False),
@@ -67,9 +68,9 @@ HOSTILE = [
 def test_long_hostile_paths_are_matched_in_linear_time(pattern: str, path: str, matches: bool) -> None:
     compiled = compile_pattern(pattern)
     assert isinstance(compiled.regex, GuardedPattern)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     assert (compiled.regex.fullmatch(path) is not None) is matches
-    assert time.perf_counter() - t0 < 0.25
+    assert time.thread_time() - t0 < 0.25
 
 
 def test_short_paths_keep_the_regex_and_one_wildcard_is_a_plain_regex() -> None:
@@ -85,9 +86,9 @@ async def test_a_64kb_path_through_the_app_is_answered_at_once() -> None:
     install(app, rules({"name": "deep", "match": {"path": "/**/a/**/b/**/c"}, "limit": "5/minute"},
                        {"name": "files", "match": {"path": "/v2/things/{p:path}/raw/{q:path}/end"}, "limit": "5/minute"}))
     async with client(app) as c:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         r = await c.get("/a/b" * 16_000 + "x")
-        assert time.perf_counter() - t0 < 1.0
+        assert time.thread_time() - t0 < 1.0
         assert r.status_code == 404 and "ratelimit" not in r.headers  # no rule matched, quickly
         r = await c.get("/z/a/y/b/x/c")
         assert r.status_code == 404 and r.headers["ratelimit"].startswith('"deep";r=4;')
@@ -104,10 +105,10 @@ LINEAR = [r"^/api/v[0-9]+/.*$", r"/static/.*\.(css|js)", r"^/(?!health).*", r"/u
 def test_polynomial_regexes_are_refused_when_the_rules_load(regex: str, tmp_path: Path) -> None:
     path = tmp_path / "ratelimits.yaml"
     path.write_text(f"version: 1\nrules:\n  - name: r\n    match: {{path: 're:{regex}'}}\n    limit: 5/minute\n")
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.thread_time() - t0 < 1.0
     assert str(info.value).startswith(f"{path}:4:19: rules[0].match.path: ")
     assert "growing with a power of the path length" in str(info.value)
 
@@ -119,10 +120,14 @@ def test_ordinary_regexes_still_load(regex: str) -> None:
 
 def test_a_refused_regex_really_was_slow() -> None:
     rx = re.compile("/api/.*/.*/x")
-    t0 = time.perf_counter()
-    rx.fullmatch("/api/" + "/" * 400)
-    small = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rx.fullmatch("/api/" + "/" * 1600)
-    big = time.perf_counter() - t0
-    assert big > 8 * small  # 4x the path, far more than 4x the time: a power of the length
+
+    def cost(n: int) -> float:  # CPU time of this thread, the least of three tries
+        times = []
+        for _ in range(3):
+            t0 = time.thread_time()
+            rx.fullmatch("/api/" + "/" * n)
+            times.append(time.thread_time() - t0)
+        return min(times)
+
+    small, big = cost(400), cost(1600)
+    assert big > 8 * small, (small, big)  # 4x the path, far more than 4x the time: a power of the length

@@ -73,7 +73,7 @@ def test_every_field_and_section_has_a_description() -> None:
     missing = [name for name, sub in fields if not sub.get("description")]
     assert missing == []
     sections = schema["$defs"]
-    assert len(sections) == 10  # storage, client_ip, defaults, exempt, rule, match, override, when, admin, messages
+    assert len(sections) == 11  # storage, client_ip, defaults, exempt, rule, match, override, when, admin, messages, cost
     assert [name for name, sub in sections.items() if not sub.get("description")] == []
     assert schema.get("description")
     for name, sub in sections.items():
@@ -133,3 +133,38 @@ def test_duration_pattern() -> None:
         assert re.fullmatch(DURATION_JSON_PATTERN, ok)
     for bad in ["soon", "-1s", "5 parsecs"]:
         assert not re.fullmatch(DURATION_JSON_PATTERN, bad)
+
+
+def test_what_an_editor_shows_reads_well(tmp_path: Path) -> None:
+    """A bad rate in check-jsonschema (the validator editors and pre-commit run): one short
+    line, not a 700-character regex under 'not valid under any of the given schemas'; the
+    message yaml-language-server / VS Code show instead of the pattern is the loader's hint."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - {name: a, match: {path: /a}, limit: 5/minit}\n")
+    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--schemafile", str(SCHEMA_FILE), str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = [line for line in done.stdout.splitlines() if "rules[0].limit" in line]
+    assert len(lines) == 1 and "'5/minit' does not match" in lines[0], done.stdout
+    message = lines[0].split("rules[0].limit: ", 1)[1]
+    assert len(message) < 200 and "any of the given schemas" not in done.stdout, message
+    limit = json_schema()["$defs"]["Rule"]["properties"]["limit"]
+    assert limit["errorMessage"] == limit["patternErrorMessage"] == (
+        "not a rate: use N/second|minute|hour|day, N/30s, N/5m or 'N per 10 seconds'")
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\nrules:\n  - {name: a, match: {path: /a}, limit: 2 PER 1 Hour}\n")
+    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--schemafile", str(SCHEMA_FILE), str(good)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+
+
+def test_titles_once_and_no_id_that_does_not_resolve() -> None:
+    """A hover shows one title (the document's; fields have their description), and there is
+    no ``$id`` naming a URL that answers 404 (the file is found by its path)."""
+    schema = json_schema()
+    assert "$id" not in schema
+    text = json.dumps(schema)
+    assert text.count('"title"') == 1 and schema["title"] == "fastapi-ratelimits rules file"
+    assert '"anyOf": [{"type": "string", "maxLength": 64' not in text
+    algorithm = schema["$defs"]["Rule"]["properties"]["algorithm"]
+    assert "anyOf" not in algorithm and algorithm["type"] == ["string", "null"]

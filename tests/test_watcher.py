@@ -1,8 +1,10 @@
 """The rules file watcher on real files in temporary directories.
 
 Each test writes the file the way operators do (in place, atomic rename, Kubernetes
-``..data`` symlink swap, ...) and waits, with a deadline of one second, for the callback;
-the measured latencies are printed (run with ``-s`` to see them).
+``..data`` symlink swap, ...) and waits for the callback, which must come within one second
+of the write less the time this process was not run meanwhile (a busy machine: see
+``support/timing.py``); the waits themselves give up only after ``GIVE_UP_S``. The measured
+latencies are printed (run with ``-s`` to see them).
 """
 
 from __future__ import annotations
@@ -13,13 +15,30 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fastapi_ratelimits.reload import FileWatcher
+from support.timing import StallMeter
 
-DEADLINE_S = 1.0  # the contract: new rules in force within one second
+DEADLINE_S = 1.0  # the contract: new rules in force within one second (of the process's own time)
+GIVE_UP_S = 30.0  # how long a wait goes on before it fails: a failure bound, not a speed claim
+METER: list[StallMeter] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stall_meter() -> Iterator[StallMeter]:
+    with StallMeter() as meter:
+        METER.append(meter)
+        yield meter
+        METER.remove(meter)
+
+
+def ran_for(since: float, until: float) -> float:
+    """The seconds from ``since`` to ``until`` less the time this process was not run."""
+    return max(0.0, until - since - METER[0].between(since, until))
 
 
 class Recorder:
@@ -38,25 +57,31 @@ class Recorder:
 
     async def wait_for_missing(self, since: float) -> None:
         while not any(at >= since and text is None for at, text in self.calls):
-            if time.monotonic() - since > DEADLINE_S:
-                raise AssertionError(f"no callback for the deletion within {DEADLINE_S}s; calls: {self.calls}")
+            if time.monotonic() - since > GIVE_UP_S:
+                raise AssertionError(f"no callback for the deletion within {GIVE_UP_S}s; calls: {self.calls}")
             await asyncio.sleep(0.002)
+        at = min(at for at, text in self.calls if at >= since and text is None)
+        assert ran_for(since, at) < DEADLINE_S, f"the deletion called back {at - since:.3f}s after it"
 
     async def wait_for(self, predicate_text: str, since: float, what: str) -> float:
-        """Wait (at most DEADLINE_S after ``since``) for a call that saw ``predicate_text``."""
+        """Wait for a call that saw ``predicate_text``: it must come within DEADLINE_S of
+        ``since``, less the time this process was not run meanwhile."""
         while True:
             for at, text in self.calls:
                 if at >= since and text == predicate_text:
                     latency = at - since
+                    ran = ran_for(since, at)
                     print(f"\n  watcher latency [{what}]: {latency * 1000:.1f} ms")
+                    assert ran < DEADLINE_S, (f"{what}: the callback came {latency:.3f}s after the write "
+                                              f"({ran:.3f}s while this process ran)")
                     return latency
-            if time.monotonic() - since > DEADLINE_S:
-                raise AssertionError(f"{what}: no callback seeing {predicate_text!r} within {DEADLINE_S}s; "
+            if time.monotonic() - since > GIVE_UP_S:
+                raise AssertionError(f"{what}: no callback seeing {predicate_text!r} within {GIVE_UP_S}s; "
                                      f"calls: {self.calls}")
             await asyncio.sleep(0.002)
 
 
-async def wait_batches(watcher: FileWatcher, more_than: int, within: float = 2.0) -> None:
+async def wait_batches(watcher: FileWatcher, more_than: int, within: float = GIVE_UP_S) -> None:
     """Wait until the watcher has looked at a new batch of events, then at a quiet tick
     (so every event of the burst has been checked; a change found is counted before)."""
     deadline = time.monotonic() + within
@@ -74,7 +99,7 @@ async def wait_batches(watcher: FileWatcher, more_than: int, within: float = 2.0
 async def started(path: Path, rec: Recorder, **kw: int) -> FileWatcher:
     w = FileWatcher(path, rec, **kw)
     await w.start()
-    await asyncio.wait_for(w.wait_ready(), 2.0)
+    await asyncio.wait_for(w.wait_ready(), GIVE_UP_S)
     return w
 
 
@@ -263,7 +288,8 @@ async def test_a_burst_of_writes_is_coalesced_and_the_last_version_wins(tmp_path
         burst_s = t - first
         print(f"  burst of 20 writes over {burst_s * 1000:.0f} ms -> {len(rec.calls)} callback(s)")
         # At most one callback per debounce window (50 ms) of the burst, and one for its end.
-        assert 1 <= len(rec.calls) <= min(10, 2 + int(burst_s / 0.05))
+        # (a busy machine spreads the writes out, and so lets more windows through)
+        assert 1 <= len(rec.calls) <= 2 + int(burst_s / 0.05)
         assert not overlapped
     finally:
         await w.stop()
@@ -317,7 +343,7 @@ async def test_a_failing_callback_is_logged_and_the_watcher_goes_on(tmp_path: Pa
             t = time.monotonic()
             write_in_place(f, "1")
             await rec.wait_for("1", t, "first (failing) callback")
-            deadline = time.monotonic() + DEADLINE_S
+            deadline = time.monotonic() + GIVE_UP_S
             while not any("reload callback failed" in r.getMessage() for r in caplog.records):
                 assert time.monotonic() < deadline, "the failure was not logged"
                 await asyncio.sleep(0.002)
@@ -343,9 +369,10 @@ async def test_stop_leaves_no_task_or_thread_and_is_idempotent(tmp_path: Path) -
     await rec.wait_for("y", time.monotonic() - 0.001, "before stop")
     t = time.monotonic()
     await w.stop()
-    stop_s = time.monotonic() - t
+    done = time.monotonic()
+    stop_s = done - t
     print(f"\n  stop() took {stop_s * 1000:.1f} ms")
-    assert stop_s < 0.5
+    assert ran_for(t, done) < 0.5, stop_s  # less the time this process was not run
     assert not w.running
     assert set(threading.enumerate()) == threads_before
     assert asyncio.all_tasks() == tasks_before
@@ -380,6 +407,6 @@ async def test_stop_cancels_a_callback_in_progress(tmp_path: Path) -> None:
     await w.start()
     await w.wait_ready()
     write_in_place(f, "y")
-    await asyncio.wait_for(entered.wait(), DEADLINE_S)
-    await asyncio.wait_for(w.stop(), 1.0)
+    await asyncio.wait_for(entered.wait(), GIVE_UP_S)
+    await asyncio.wait_for(w.stop(), 10.0)  # it is cancelled, not waited for (a failure bound)
     assert asyncio.all_tasks() == tasks_before

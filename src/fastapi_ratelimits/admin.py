@@ -373,14 +373,16 @@ def build_admin_router(
                          at=iso(result.at), at_epoch=result.at)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-                responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+                responses={200: {"content": {"text/plain": {}, "application/openmetrics-text": {}},
+                                 "description": "Prometheus text format, or OpenMetrics when the Accept header "
+                                                "asks for application/openmetrics-text."},
                            404: {"description": "Metrics are not enabled (the metrics extra is missing)."}})
-    async def get_metrics() -> Response:
+    async def get_metrics(request: Request) -> Response:
         if metrics is None or not metrics.enabled:
             hint = INSTALL_HINT if metrics is not None or not prometheus_available() \
                 else "metrics are not enabled for this app"
             raise HTTPException(404, hint)
-        body, content_type = metrics.render()
+        body, content_type = metrics.render(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
     add_operator_routes(router, limits, metrics, top)  # /top, /decisions (the admin page's data)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -33,6 +34,40 @@ def load_app(spec: str) -> Any:
     return obj
 
 
+#: what a missing variable reads as while an app is imported only to be looked at
+PLACEHOLDER = "placeholder-set-by-fastapi-ratelimits-check"
+_UNSET = re.compile(r"environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set")
+
+
+def load_app_to_inspect(spec: str, attempts: int = 8) -> tuple[Any, list[str]]:
+    """The app of ``spec`` and the environment variables it was imported without.
+
+    Importing an app usually runs ``install()``, which refuses to start without the
+    secrets it names (the admin token, a ``${VAR}`` of its rules file). Those are often
+    not in the shell that checks the app: each variable named as not set is given a
+    placeholder (in this process only) and the import is tried again. The routes and
+    rules are what ``check`` and ``explain`` look at; nothing is checked against the
+    placeholders (the caller says which were skipped)."""
+    skipped: list[str] = []
+    for _ in range(attempts):
+        try:
+            return load_app(spec), skipped
+        except ConfigError as exc:
+            missing = [n for n in dict.fromkeys(_UNSET.findall(str(exc))) if not os.environ.get(n)]
+            if not missing:
+                raise
+            for name in missing:
+                os.environ[name] = PLACEHOLDER
+                skipped.append(name)
+    return load_app(spec), skipped
+
+
+def _say_skipped(spec: str, skipped: list[str]) -> None:
+    for name in skipped:
+        print(f"--app {spec}: skipped ${name}: not set in this shell, so the app was imported with "
+              "a placeholder (its value is not checked here)", file=sys.stderr)
+
+
 def _engine(loaded: LoadedConfig, app: Any | None) -> Engine:
     if app is None:
         return Engine(loaded.config, docs_paths=DOCS_PATHS)
@@ -58,10 +93,11 @@ def _covers(engine: Engine, crule: CompiledRule, method: str, template: str, nam
 def check_app(app_spec: str, loaded: LoadedConfig) -> int:
     """Rules that match no route (exit 1) and routes no rule covers."""
     try:
-        app = load_app(app_spec)
+        app, skipped = load_app_to_inspect(app_spec)
     except Exception as exc:
         print(f"--app {app_spec}: cannot load it ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 1
+    _say_skipped(app_spec, skipped)
     engine = _engine(loaded, app)
     ops = _operations(app)
     unmatched: list[str] = []
@@ -113,11 +149,13 @@ def explain(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     try:
-        app = load_app(args.app) if args.app else None
+        app, skipped = load_app_to_inspect(args.app) if args.app else (None, [])
         scope = _scope(args.method, args.path, args.header or [], args.ip)
     except Exception as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if args.app:
+        _say_skipped(args.app, skipped)
     engine = _engine(loaded, app)
     plan = engine.matcher.plan(scope)
     client = engine.client_ip.resolve(scope)
@@ -127,6 +165,11 @@ def explain(args: argparse.Namespace) -> int:
         route = found.template if found is not None else "no route (404)"
     where = f"route {route}" if route else "no --app: paths are matched as written"
     print(f"{scope['method']} {scope['path']}  ({where}; client {client.key})")
+    if app is None:
+        by_route = [r.name for r in loaded.config.rules if r.match.route is not None]
+        if by_route:
+            print(f"  note: without --app, the rules that match by route name are left out "
+                  f"({', '.join(by_route)}): give --app module:attr to include them")
     if client.exempt and plan.rules:
         print("  the client IP is exempt: no rule applies")
         return 0

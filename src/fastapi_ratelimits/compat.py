@@ -449,10 +449,11 @@ class TokenBucketLimiter(BaseRateLimiter):
     algorithm = "token_bucket"
 
     def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
-        # the tokens, fraction included, from the time the bucket needs to be full again
-        # (the peek priced one request: when admitted, it counted one token taken)
+        # the tokens, fraction included, from the time until the next whole token: the
+        # peek's ``remaining`` whole tokens, plus the fraction of one that ``reset_us`` has
+        # still to refill (the peek priced one request: when admitted, it took one token)
         interval_us = self.params.interval_us
-        tokens = self.capacity - r.reset_us / interval_us + (1 if r.allowed else 0)
+        tokens = r.remaining + 1 - r.reset_us / interval_us + (1 if r.allowed else 0)
         tokens = min(max(tokens, 0.0), float(self.capacity))
         return {"tokens_remaining": round(tokens, 2), "utilization_pct": round((1 - tokens / self.capacity) * 100, 1)}
 
@@ -463,8 +464,11 @@ class LeakyBucketLimiter(BaseRateLimiter):
     algorithm = "leaky_bucket"
 
     def _seed_status(self, r: LimitResult, remaining: int, used: int) -> dict[str, Any]:
-        # the level, fraction included, from the time the bucket needs to drain
-        level = r.reset_us / self.params.interval_us - (1 if r.allowed else 0)
+        # the level, fraction included: what the peek's ``remaining`` leaves room for, plus
+        # the fraction of a unit that ``reset_us`` has still to drain (the peek priced one
+        # request: when admitted, it poured one unit in)
+        level = (self.capacity - r.remaining - 1 + r.reset_us / self.params.interval_us
+                 - (1 if r.allowed else 0))
         level = min(max(level, 0.0), float(self.capacity))
         return {
             "water_level": round(level, 2),

@@ -51,9 +51,8 @@ class RuleOutcome:
         """``[{"name", "limit", "window_seconds", "remaining", "reset_seconds"}]`` per limit."""
         out = []
         for i, res in enumerate(self.results):
+            # a limit that was not charged reports its state with nothing taken (the store)
             remaining = res.remaining
-            if res.allowed and not self.committed:  # refused by another rule: nothing was taken
-                remaining = min(res.limit, remaining + self.cost)
             out.append({
                 "name": self.limits.names[i],
                 "limit": res.limit,

@@ -38,6 +38,7 @@ from .headers import rate_limit_headers
 from .identity import Identity, RequestView, builtin_identity, callable_identity
 from .registry import IdentityFn, get_algorithm
 from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
+from .storage.base import compact_key
 from .storage.memory import MemoryStore
 
 _DEFAULT_CONFIG = RateLimitsConfig(version=1)
@@ -140,7 +141,7 @@ class RateLimitDependency:
                 return
             key = "ip:" + client.key
         else:
-            key = identity.prefix + str(value)
+            key = compact_key(identity.prefix + str(value))
         ls = crule.base
         check = crule.check(key)
         t0 = time.perf_counter()

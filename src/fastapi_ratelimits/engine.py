@@ -26,6 +26,7 @@ from starlette.types import Scope
 
 from .admin import admin_templates
 from .algorithms.base import LimitParams, LimitResult
+from .budgets import compile_budgets
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
@@ -37,7 +38,7 @@ from .metrics import MetricsLike
 from .rates import Rate, window_label
 from .registry import IdentityFn, get_algorithm
 from .routes import RouteTable
-from .storage.base import Check, CheckResult, Store
+from .storage.base import MAX_KEY_BYTES, Check, CheckResult, Store, compact_key
 
 log = logging.getLogger("fastapi_ratelimits")
 _IP_CHECKS = 4096  # checks kept per ip rule (a Check is immutable: the same one serves every request)
@@ -62,7 +63,8 @@ class LimitSet:
 
 
 def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
-               cost: int, instances: int, dialect: Dialect, partition: bytes | None = None) -> LimitSet:
+               cost: int, instances: int, dialect: Dialect, partition: bytes | None = None,
+               unit: str | None = None) -> LimitSet:
     algo = get_algorithm(algorithm)
     params: list[LimitParams] = []
     local: list[LimitParams] = []
@@ -78,7 +80,7 @@ def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | No
                                  max_delay_us))
         names.append(name if i == 0 else f"{name}-{window_label(rate.window_us)}")
         windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
-    hp = pieces(dialect, names, [p.limit for p in params], windows, cost, partition)
+    hp = pieces(dialect, names, [p.limit for p in params], windows, cost, partition, unit)
     return LimitSet(tuple(params), tuple(names), tuple(windows), cost, tuple(local), dialect, hp.bits, hp.policy,
                     hp.policy_items, hp.formats, hp.pk_salt)
 
@@ -143,8 +145,9 @@ class CompiledRule:
         self.skip_missing = (rule.on_missing_identity or d.on_missing_identity) == "skip"
         instances = config.storage.instances
         delay = rule.max_delay_us()
-        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.cost or 1, instances,
-                               self.dialect, self.partition)
+        unit = "units" if rule.budget is not None else None  # qu of a budget: units, not requests
+        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.units(), instances,
+                               self.dialect, self.partition, unit)
         self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
         )
@@ -159,8 +162,9 @@ class CompiledRule:
 
     def _tier(self, o: Override, delay: int, instances: int) -> LimitSet:
         burst = o.burst if o.burst is not None else self.rule.burst
-        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.cost or 1, instances,
-                          self.dialect, self.partition)
+        unit = "units" if self.rule.budget is not None else None
+        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.units(), instances,
+                          self.dialect, self.partition, unit)
 
     def ip_check(self, client_key: str) -> Check:
         """The check of an ``ip`` rule without tiers for a client (kept: a Check never changes)."""
@@ -335,8 +339,9 @@ class Program:
                         skipped.append(crule.name)
                         continue
                     check = crule.check("ip:" + client.key, ls)
-                else:
-                    check = crule.check(crule.identity.prefix + found, ls)
+                else:  # a long value is hashed at once: nothing kept holds it (see compact_key)
+                    key = crule.identity.prefix + found
+                    check = crule.check(key if len(key) <= MAX_KEY_BYTES else compact_key(key), ls)
             rules.append(crule)
             sets.append(ls)
             checks.append(check)
@@ -375,6 +380,7 @@ class Engine:
             rules.append(CompiledRule(rule, i, config, lookup(self.identities, scope)))
         self.rules = tuple(rules)
         self.by_name = {r.name: r for r in rules}
+        self.budgets = compile_budgets(config)  # rules whose cost comes from the response
         if routes is None and router is not None:
             routes = RouteTable(router)
         admin = config.admin.path if config.admin.enabled else None
@@ -456,6 +462,8 @@ class Engine:
                 key = "ip:" + client.key
             else:
                 key = identity.prefix + value
+                if len(key) > MAX_KEY_BYTES:
+                    key = compact_key(key)
             rules.append(crule)
             sets.append(ls)
             checks.append(Check(crule.name, crule.algorithm, key, ls.params, ls.cost, crule.shadow))
@@ -482,7 +490,7 @@ class Engine:
                     continue
                 key = "ip:" + prep.client.key
             else:
-                key = crule.identity.prefix + str(value)
+                key = compact_key(crule.identity.prefix + str(value))
             c = prep.checks[i]
             prep.checks[i] = Check(c.rule, c.algorithm, key, c.limits, c.cost, c.shadow)
         prep.pending = None

@@ -23,11 +23,12 @@ handle's own.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .decision import Decision
 from .engine import Engine, Prepared, verdict
+from .headers import rate_limit_headers
 from .metrics import MetricsLike
 from .storage.base import CheckResult, Store
 from .storage.memory import MemoryStore
@@ -36,13 +37,18 @@ from .storage.refusals import RefusalCache
 if TYPE_CHECKING:
     from starlette.types import Scope
 
+    from .budgets import Tab
+
 _perf_counter = time.perf_counter
 
 Headers = list[tuple[bytes, bytes]]
 #: an admitted request: its headers, its queue delay (us), and what builds its full
 #: decision when ``limit()`` dependencies need it (the decision, or None and the prepared
-#: checks with the store's results, or the memory store's numbers: ``Prepared.results_from``)
-Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResult] | list[int]"]
+#: checks with the store's results, or the memory store's numbers: ``Prepared.results_from``),
+#: and the request's budget tab when a rule charges from the response (:mod:`.budgets`)
+Admitted = tuple[Headers, int, "Decision | None", Prepared, "Sequence[CheckResult] | list[int]", "Tab | None"]
+#: ``tab_for(budgets, prep, results, store, scope)``: the tab of an admitted request (the handle's)
+TabFor = Callable[[Mapping[str, Any], Prepared, Sequence[CheckResult], Store, "Scope"], "Tab | None"]
 
 
 class Gate:
@@ -52,7 +58,8 @@ class Gate:
 
     def __init__(self, engine: Engine, *, local: Store, metrics: MetricsLike,
                  notify: Callable[[Decision, float], None], listeners: Sequence[object],
-                 open_store: Callable[[], Awaitable[Store]], clock_us: Callable[[], int] | None) -> None:
+                 open_store: Callable[[], Awaitable[Store]], clock_us: Callable[[], int] | None,
+                 tab_for: TabFor) -> None:
         self.engine = engine
         self.local = local
         self.metrics = metrics
@@ -60,6 +67,7 @@ class Gate:
         self.listeners = listeners  # the handle's added listeners: when any, every decision is built
         self.open_store = open_store
         self.clock_us = clock_us
+        self.tab_for = tab_for
         self.store: Store | None = None  # None: ask open_store (not open yet, or it follows the loop)
         self.memory: MemoryStore | None = None  # the store, when it decides in process
         self.refusals: RefusalCache | None = None
@@ -79,43 +87,46 @@ class Gate:
         if prep is None:
             return None
         if prep.pending is not None:
-            return self._admit_later(prep)
+            return self._admit_later(prep, scope)
         clock = self.clock_us
         now = clock() if clock is not None else None
         t0 = _perf_counter()
         memory = self.memory
+        budgets = engine.budgets
         if memory is not None:
             write = prep.write
-            if write is not None and not self.listeners:  # admitted: numbers, no result objects
+            if write is not None and not self.listeners and not budgets:  # admitted: numbers, no result objects
                 taken = memory.admit_sync(prep.checks, now)
                 if taken is not None:
                     counter = prep.counter
                     if counter is None or prep.counted_by is not self.metrics:
                         counter = prep.count_with(self.metrics)
                     self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
-                    return write(taken[0]), taken[1], None, prep, taken[0]
-            return self._answer(prep, memory.decide_sync(prep.checks, now), t0)
+                    return write(taken[0]), taken[1], None, prep, taken[0], None
+            return self._answer(prep, memory.decide_sync(prep.checks, now), t0, scope, memory, budgets)
         cache = self.refusals
         if cache is not None:
             at = cache.now(now)
             known = cache.lookup(prep.checks, at)
             if known is not None:  # refused, no round trip
-                return self._answer(prep, known, t0)
-        return self._ask_store(prep, now, t0)
+                return self._answer(prep, known, t0, scope, None, budgets)
+        return self._ask_store(prep, now, t0, scope, budgets)
 
-    async def _admit_later(self, prep: Prepared) -> Admitted | Decision | None:
+    async def _admit_later(self, prep: Prepared, scope: Scope) -> Admitted | Decision | None:
         """:meth:`admit` once the request's async identities are known."""
-        done = await self.engine.finish(prep)
+        engine = self.engine
+        done = await engine.finish(prep)
         if done is None:
             return None
         clock = self.clock_us
         now = clock() if clock is not None else None
         t0 = _perf_counter()
         if self.memory is not None:
-            return self._answer(done, self.memory.decide_sync(done.checks, now), t0)
-        return await self._ask_store(done, now, t0)
+            return self._answer(done, self.memory.decide_sync(done.checks, now), t0, scope, self.memory, engine.budgets)
+        return await self._ask_store(done, now, t0, scope, engine.budgets)
 
-    async def _ask_store(self, prep: Prepared, now: int | None, t0: float) -> Admitted | Decision:
+    async def _ask_store(self, prep: Prepared, now: int | None, t0: float, scope: Scope,
+                         budgets: Mapping[str, Any]) -> Admitted | Decision:
         """A network store's answer (its refusals recorded), or the decision ``on_error``
         makes when it fails."""
         store = self.store
@@ -135,9 +146,10 @@ class Gate:
             decision = await self.engine.after_error(exc, prep, self.local, now)
             self.notify(decision, _perf_counter() - t0)
             return decision
-        return self._answer(prep, results, t0)
+        return self._answer(prep, results, t0, scope, store, budgets)
 
-    def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float) -> Admitted | Decision:
+    def _answer(self, prep: Prepared, results: Sequence[CheckResult], t0: float, scope: Scope, store: Store | None,
+                budgets: Mapping[str, Any]) -> Admitted | Decision:
         """The answer from the store's results: an admitted request's headers and delay
         (no Decision built when nobody but the metrics listens), else the full decision."""
         admit = prep.admit
@@ -147,9 +159,15 @@ class Gate:
             if counter is None or prep.counted_by is not self.metrics:
                 counter = prep.count_with(self.metrics)
             self.metrics.count_admitted_to(counter, prep.checks, _perf_counter() - t0)
-            return admitted[0], admitted[1], None, prep, results
+            tab = self.tab_for(budgets, prep, results, store, scope) if budgets and store is not None else None
+            return admitted[0], admitted[1], None, prep, results, tab
         decision = verdict(prep.rules, prep.sets, results)
         self.notify(decision, _perf_counter() - t0)
+        if not decision.allowed:
+            return decision
+        tab = self.tab_for(budgets, prep, results, store, scope) if budgets and store is not None else None
         if admitted is not None:
-            return admitted[0], admitted[1], decision, prep, results
+            return admitted[0], admitted[1], decision, prep, results, tab
+        if tab is not None:  # admitted by the full path (a shadow rule would have refused), with a tab
+            return rate_limit_headers(decision), round(decision.delay * 1_000_000), decision, prep, results, tab
         return decision

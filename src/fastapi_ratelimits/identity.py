@@ -31,6 +31,7 @@ from starlette.types import Scope
 from .clientip import ClientIP
 from .config.models import parse_identity_spec
 from .registry import IdentityFn, get_identity
+from .storage.base import compact_key
 
 _COOKIE = b"cookie"
 
@@ -101,7 +102,7 @@ class Identity:
         a value that already carries the prefix is taken as a full key."""
         if self.kind == "global":
             return self.prefix + "all"
-        return value if value.startswith(self.prefix) else self.prefix + value
+        return compact_key(value if value.startswith(self.prefix) else self.prefix + value)
 
 
 def _nonempty(value: str | None) -> str | None:

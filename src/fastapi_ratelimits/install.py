@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,19 +35,20 @@ from starlette.responses import Response
 
 from .admin import build_admin_router
 from .admin_page import admin_page_router
+from .budgets import CostFn, Tab, tab_for
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
-from .engine import CompiledRule, Engine, verdict
+from .engine import CompiledRule, Engine, Prepared, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
 from .gate import Gate
-from .logs import RefusalLogger, escape
+from .logs import RefusalLogger, escape, show_by_default
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
 from .registry import IdentityFn
 from .reload import FileWatcher
-from .storage.base import Store
+from .storage.base import CheckResult, Store
 from .storage.factory import check_storage, is_memory, open_store, refusal_cache
 from .storage.memory import MemoryStore
 from .top import TopCallers
@@ -102,8 +103,11 @@ class RateLimits:
 
     def __init__(self, app: Any, source: Source, loaded: LoadedConfig, *, storage: Any = None,
                  watch: bool = False, identities: Mapping[str, IdentityFn] | None = None,
-                 on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None) -> None:
+                 on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None,
+                 costs: Mapping[str, CostFn] | None = None) -> None:
         self.app = app
+        #: cost functions of rules with ``cost: {from: function, name: ...}`` (see :mod:`.budgets`)
+        self.costs: dict[str, CostFn] = dict(costs or {})
         self.source = source
         # A path is made absolute (a reload reads the file install() read, whatever the working
         # directory is by then) but not resolved: a Kubernetes ..data swap changes where it leads.
@@ -141,11 +145,16 @@ class RateLimits:
         #: decides each HTTP request for the middleware (kept current by this handle)
         self.gate = Gate(self._active.engine, local=self._local, metrics=self.metrics,
                          notify=self.notify_decision, listeners=self._decision_listeners,
-                         open_store=self.ensure_store, clock_us=self._clock_us)
+                         open_store=self.ensure_store, clock_us=self._clock_us, tab_for=self._tab_for)
         self._set_metrics(self.metrics)
         #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
         #: websocket scope
         self.websockets = WebSocketLimits(self)
+
+    def _tab_for(self, rule_budgets: Mapping[str, Any], prep: Prepared, results: Sequence[CheckResult], store: Store,
+                 scope: Any) -> Tab | None:
+        """The budget tab of an admitted request (:mod:`.budgets`), for the gate."""
+        return tab_for(rule_budgets, prep.rules, results, store, scope, self._clock_us, self.costs, self.metrics.registry)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
@@ -425,14 +434,19 @@ class RateLimits:
         "reset_seconds"}]}`` for ``key`` (the identity value, e.g. an IP) under ``rule``."""
         crule = self._rule(rule)
         full = crule.key_for(key)
-        check = crule.check(full, cost=1)
+        check = crule.check(full, cost=0)  # the key as it is: a peek that takes nothing
         store = self._store or await self.ensure_store()
         res = await store.peek(check, self.now_us())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
-                              crule.headers, 1)
-        out = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
+                              crule.headers, 0)
+        out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
         if crule.rule.match.websocket:
             out.update(await self.websockets.status(crule.name, full))
+        budget = crule.rule.budget
+        if budget is not None:  # a cost from the response: what it reads, and whether its reserve fits now
+            fits = await store.peek(crule.check(full, cost=budget.reserve), self.now_us())
+            out["budget"] = {"from": budget.source, "name": budget.name, "reserve": budget.reserve,
+                             "max": budget.max, "admits": fits.allowed}
         return out
 
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
@@ -500,7 +514,7 @@ def _mount_admin(app: Any, limits: RateLimits) -> None:
 
 def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: bool | None = None,
             identities: Mapping[str, IdentityFn] | None = None, on_refused: OnRefused | None = None,
-            clock: Callable[[], float] | None = None) -> RateLimits:
+            clock: Callable[[], float] | None = None, costs: Mapping[str, CostFn] | None = None) -> RateLimits:
     """Protect ``app`` with the rules of ``path_or_config`` (a .yaml/.yml/.toml path, a dict
     or a ``RateLimitsConfig``). Raises ``ConfigError`` at once for a bad file.
 
@@ -510,14 +524,20 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     ``identities``: ``{"name": fn(request) -> str | None}`` usable as rule scopes.
     ``on_refused``: ``fn(request, decision) -> Response`` for refusals in your own envelope.
     ``clock``: seconds, monotonic (tests).
+    ``costs``: ``{"name": fn(produced) -> int}``, the costs of rules with ``cost: {from: function}``.
     """
+    show_by_default()  # log lines visible under uvicorn's default logging config (logs.py)
     loaded = load_config(path_or_config, extra_identities=(identities or {}).keys())
+    for rule in loaded.config.rules:
+        b = rule.budget
+        if b is not None and b.source == "function" and b.name not in (costs or {}):
+            raise ConfigError(f"rule {rule.name!r}: cost function {b.name!r} was not given to install(costs=...)")
     _check_admin(loaded.config)
     check_storage(loaded.config.storage, storage)
     if watch is None:
         watch = not isinstance(path_or_config, (Mapping, RateLimitsConfig))
     limits = RateLimits(app, path_or_config, loaded, storage=storage, watch=watch, identities=identities,
-                        on_refused=on_refused, clock=clock)
+                        on_refused=on_refused, clock=clock, costs=costs)
     app.add_middleware(RateLimitMiddleware, limits=limits)
     _wrap_lifespan(app, limits)
     if loaded.config.admin.enabled:

@@ -138,3 +138,47 @@ class RefusalLogger(PacedLog):
             "rate limit %s: rule=%s key=%s",
             "shadow_limited" if shadow else "refused", Escaped(rule), Escaped(key),
         )
+
+
+#: the package's loggers' parent: ``fastapi_ratelimits``, ``.reload``, ``.audit`` under it
+ROOT_LOGGER = "fastapi_ratelimits"
+FORMAT = "%(levelname)s: %(name)s: %(message)s"
+
+
+class UntilConfigured(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to stderr only while the application has configured no logging of its own
+    (the root logger has no handler, as under uvicorn's default logging config, which
+    configures only its own loggers). Once the application configures logging, its
+    handlers get the records (they propagate) and this one stays quiet: never a line twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        super().emit(record)
+
+
+def _formatter() -> logging.Formatter:
+    """uvicorn's look (``INFO:     ...``, colours on a terminal) with the logger's name,
+    when uvicorn is there; else the same text without colours."""
+    try:
+        from uvicorn.logging import DefaultFormatter
+    except ImportError:
+        return logging.Formatter(FORMAT)
+    return DefaultFormatter("%(levelprefix)s %(name)s: %(message)s", use_colors=None)
+
+
+def show_by_default() -> None:
+    """Make the package's log lines visible where the application configured no logging
+    (a bare script, or uvicorn's default config): ``fastapi_ratelimits`` gets level INFO
+    (reloads, refusals, audit lines) and a stderr handler that writes with the level and
+    the logger's name, until the application configures logging itself. When logging is
+    configured already (the root logger has a handler) or the logger has a level or a
+    handler of its own, nothing changes: the application's choices stand. Idempotent."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    if logging.getLogger().handlers or logger.handlers or logger.level != logging.NOTSET:
+        return
+    handler = UntilConfigured()
+    handler.setFormatter(_formatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -91,7 +91,7 @@ class Metrics:
 
     def __init__(self, registry: Any = None) -> None:
         try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge
+            from prometheus_client import CollectorRegistry, Gauge
         except ImportError as exc:
             raise ImportError(INSTALL_HINT) from exc
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
@@ -102,15 +102,12 @@ class Metrics:
         self._groups: dict[tuple[str, ...], list[int]] = {}
         self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
         self._latency_sum = [0.0]
+        # the other counters are plain counts too, handed over by the same collector: so no
+        # counter has a ``_created`` series (prometheus_client's Counter objects add one,
+        # the collector's families do not; one rule for all is what a scraper can rely on)
+        self._storage_errors = [0]
+        self._reloads = dict.fromkeys(RELOAD_OUTCOMES, 0)
         self.registry.register(_Collector(self))
-        self._storage_errors = Counter(
-            "ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
-            registry=self.registry,
-        )
-        self._reloads = Counter(
-            "ratelimits_reloads", "Reloads of the rules file by outcome (ok, error, unchanged).",
-            ["outcome"], registry=self.registry,
-        )
         self._config_info = Gauge(
             "ratelimits_config_info", "The active config (1 for its hash).", ["hash"], registry=self.registry,
         )
@@ -118,8 +115,6 @@ class Metrics:
             "ratelimits_config_loaded_timestamp_seconds", "When the active config was loaded (Unix time).",
             registry=self.registry,
         )
-        self._storage_inc = self._storage_errors.inc
-        self._reload_children = {o: self._reloads.labels(o) for o in RELOAD_OUTCOMES}
         self._rules: frozenset[str] = frozenset()
         self._hash: str | None = None
         # Asked about a rule name that is not declared (e.g. a limit() dependency seen for
@@ -246,7 +241,7 @@ class Metrics:
                 cells = self._unknown(o.rule)
             cells[i] += 1
         if error is not None:
-            self._storage_inc()
+            self._storage_errors[0] += 1
             if not outcomes:
                 table[OTHER_RULE][3] += 1
         self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -273,20 +268,27 @@ class Metrics:
         return [(rule, outcome, n) for rule, cells in list(self._cells.items())
                 for outcome, n in zip(OUTCOMES, list(cells), strict=True)]
 
+    def storage_error_count(self) -> int:
+        """Store calls that failed or timed out so far (read when Prometheus scrapes)."""
+        return self._storage_errors[0]
+
+    def reload_counts(self) -> dict[str, int]:
+        """Reloads so far per outcome (read when Prometheus scrapes)."""
+        return dict(self._reloads)
+
     def latency(self) -> tuple[list[int], float]:
         """The decision-time histogram: counts per bucket (the last one +Inf) and the sum."""
         return list(self._latency_counts), self._latency_sum[0]
 
     def storage_error(self) -> None:
-        self._storage_inc()
+        self._storage_errors[0] += 1
 
     # -- reloads -------------------------------------------------------------------------
 
     def reload(self, outcome: ReloadOutcome) -> None:
-        child = self._reload_children.get(outcome)
-        if child is None:
+        if outcome not in self._reloads:
             raise ValueError(f"{outcome!r} is not a reload outcome ({', '.join(RELOAD_OUTCOMES)})")
-        child.inc()
+        self._reloads[outcome] += 1
 
     def config_loaded(self, hash: str, at: float) -> None:
         """The config with this hash is in force since ``at`` (Unix time)."""
@@ -309,11 +311,14 @@ class Metrics:
 
     # -- exposition --------------------------------------------------------------------
 
-    def render(self) -> tuple[bytes, str]:
-        """The Prometheus text exposition of this registry: (body, content type)."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition of this registry: (body, content type), in the format the
+        ``Accept`` header asks for (``application/openmetrics-text``, else the Prometheus
+        text format), as prometheus_client's ``choose_encoder`` picks it."""
+        from prometheus_client.exposition import choose_encoder
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
 
 
 class NoopMetrics:
@@ -363,6 +368,12 @@ class NoopMetrics:
     def latency(self) -> tuple[list[int], float]:
         return [0] * (len(LATENCY_BUCKETS) + 1), 0.0
 
+    def storage_error_count(self) -> int:
+        return 0
+
+    def reload_counts(self) -> dict[str, int]:
+        return {}
+
     def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
         top = self.top
         if top is not None:
@@ -380,7 +391,7 @@ class NoopMetrics:
     def observe_reload(self, result: ReloadLike) -> None:
         return None
 
-    def render(self) -> tuple[bytes, str]:
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
         return (INSTALL_HINT + "\n").encode(), CONTENT_TYPE_TEXT
 
 
@@ -403,7 +414,15 @@ class _Collector:
         for rule, outcome, n in self._metrics.decision_series():
             decisions.add_metric([rule, outcome], n)
         yield decisions
-        counts, total = self._metrics.latency()
+        m = self._metrics
+        yield CounterMetricFamily("ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
+                                  value=m.storage_error_count())
+        reloads = CounterMetricFamily("ratelimits_reloads", "Reloads of the rules file by outcome (ok, error, unchanged).",
+                                      labels=["outcome"])
+        for outcome, n in m.reload_counts().items():
+            reloads.add_metric([outcome], n)
+        yield reloads
+        counts, total = m.latency()
         buckets: list[tuple[str, float]] = []
         running = 0
         for le, n in zip((*(repr(b) for b in LATENCY_BUCKETS), "+Inf"), counts, strict=True):

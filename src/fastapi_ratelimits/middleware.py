@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import budgets
 from .decision import Decision
 from .engine import verdict
 from .headers import rate_limit_headers
@@ -91,14 +92,14 @@ class RateLimitMiddleware:
         if answer is None:  # no rule applies (or the limiter failed)
             await self.app(scope, receive, send)
         elif type(answer) is tuple:  # admitted (the common case): headers straight from the results
-            headers, delay_us, decision, prep, results = answer
+            headers, delay_us, decision, prep, results, tab = answer
             if delay_us:
                 await asyncio.sleep(delay_us / 1_000_000)
+            app = self.app if tab is None else partial(budgets.run, self.app, tab)
             if not headers:
-                await self.app(scope, receive, send)
+                await app(scope, receive, send)
             else:
-                await self.app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep,
-                                                       results))
+                await app(scope, receive, partial(_send_with_headers, send, headers, scope, decision, prep, results))
         else:  # a decision the full path made: a refusal, or an admission it decided
             decision = answer
             full = rate_limit_headers(decision)

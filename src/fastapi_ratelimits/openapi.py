@@ -3,7 +3,9 @@
 Every operation that an enforced rule covers (its template and method, as the matcher
 would decide for that route) or that has a ``limit()`` dependency gets a response for the
 rule's status (429 unless the rule says otherwise) with the JSON body and the headers the
-client will see. Operations no rule covers get nothing. The schema is rebuilt after a
+client will see, and its success (2xx) responses declare the rate-limit headers of the
+rules' header modes (``RateLimit`` and ``RateLimit-Policy`` for ``ietf``). Operations no
+rule covers get nothing. The schema is rebuilt after a
 reload (``app.openapi_schema`` is dropped).
 """
 
@@ -43,7 +45,7 @@ BODY_SCHEMA: dict[str, Any] = {
     "title": "RateLimitExceeded",
     "type": "object",
     "properties": {
-        "detail": {"type": "string", "example": "Rate limit exceeded"},
+        "detail": {"type": "string", "examples": ["Rate limit exceeded"]},
         "rule": {"type": "string", "description": "The rule that refused the request."},
         "retry_after_seconds": {"type": "integer", "minimum": 1},
     },
@@ -53,16 +55,18 @@ BODY_SCHEMA: dict[str, Any] = {
 _HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {"description": "Seconds to wait before retrying (rounded up).", "schema": {"type": "integer"}},
     "RateLimit": {
-        "description": 'Remaining quota per limit (draft-ietf-httpapi-ratelimit-headers), e.g. "search";r=0;t=1.',
-        "schema": {"type": "string"},
+        "description": "Per limit (draft-ietf-httpapi-ratelimit-headers): r, the quota remaining, and t, the "
+                       "seconds until additional quota is made available.",
+        "schema": {"type": "string", "examples": ['"search";r=17;t=1, "search-1h";r=997;t=4']},
     },
     "RateLimit-Policy": {
-        "description": 'Quota policies per limit, e.g. "search";q=20;w=1.',
-        "schema": {"type": "string"},
+        "description": "Per limit: q, the quota, and w, its window in seconds.",
+        "schema": {"type": "string", "examples": ['"search";q=20;w=1, "search-1h";q=1000;w=3600']},
     },
     "X-RateLimit-Limit": {"description": "Limit of the tightest limit.", "schema": {"type": "integer"}},
     "X-RateLimit-Remaining": {"description": "Remaining of the tightest limit.", "schema": {"type": "integer"}},
-    "X-RateLimit-Reset": {"description": "Seconds until the tightest limit resets.", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the tightest limit has one more unit (t of RateLimit).",
+                          "schema": {"type": "integer"}},
 }
 _MODE_HEADERS = {
     "ietf": ("RateLimit", "RateLimit-Policy"),  # the old name of ietf-10 (a limit() argument keeps it as given)
@@ -135,6 +139,13 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
                 continue
             used = True
             responses = op.setdefault("responses", {})
+            # admitted responses carry the headers of the rules' modes too
+            modes = [h for _, _, mode in hits for h in _MODE_HEADERS.get(mode, ())]
+            for code, response in responses.items():
+                if str(code).startswith("2") and isinstance(response, dict) and modes:
+                    own = response.setdefault("headers", {})
+                    for h in modes:
+                        own.setdefault(h, _HEADERS[h])
             by_status: dict[int, list[tuple[str, int, str]]] = {}
             for hit in hits:
                 by_status.setdefault(hit[1], []).append(hit)

@@ -56,7 +56,7 @@ from .identity import RequestView
 from .matching import Matcher, RuleMatch
 from .rates import Rate, window_label
 from .registry import get_algorithm
-from .storage.base import Check, Store
+from .storage.base import Check, Store, compact_key
 from .storage.breaker import CircuitOpen
 from .storage.memory import MemoryStore
 from .storage.slots import SlotResult
@@ -522,10 +522,11 @@ class WebSocketLimits:
                                      "cost": "bytes" if m.by_bytes else "message",
                                      "on_exceeded": "drop" if m.drop else "close"}
             if m.per_identity:
-                check = Check(m.counter, m.algorithm, key, m.limits.params, 1, r.crule.shadow)
+                # the key as it is: a peek that takes nothing (as limits.status does)
+                check = Check(m.counter, m.algorithm, key, m.limits.params, 0, r.crule.shadow)
                 peeked = await store.peek(check, now)
                 entry["limits"] = RuleOutcome(name, key, peeked.allowed, r.crule.shadow, False, peeked.results,
-                                              m.limits, r.crule.headers, 1).limit_states()
+                                              m.limits, r.crule.headers, 0).limit_states()
             out["messages"] = entry
         return out
 
@@ -555,7 +556,7 @@ async def _resolve_keys(rules: Sequence[WsRule], view: RequestView, client: Clie
                 continue
             keys[crule.name] = "ip:" + client.key
         else:
-            keys[crule.name] = identity.prefix + str(value)
+            keys[crule.name] = compact_key(identity.prefix + str(value))
     return keys
 
 

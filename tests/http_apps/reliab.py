@@ -6,7 +6,9 @@ variable the endpoint reads: the middleware calls it in the request's own task);
 answers ``{"by": ..., "rule": ...}`` through ``on_refused``; an ``on_error: deny`` refusal
 is the limiter's own 503 ``{"detail": "Rate limiter unavailable"}``. ``GET /__stats__``
 answers (and resets) the longest time one decision took, as the limiter measured it, and
-the longest the event loop was late (a 10 ms sleep that took longer).
+the longest the event loop was late (a 10 ms sleep that took longer), and every decision
+since then as ``[end, seconds, by]`` (``end`` on ``time.monotonic()``, the machine's
+monotonic clock, which the test process reads too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ BY: ContextVar[str] = ContextVar("by", default="none")
 WORST = [0.0]  # the longest decision (seconds) since the last GET /__stats__
 LAG = [0.0]  # the longest the event loop was late by (seconds), same
 STALL = [0.0]  # the longest a thread of the process was late by (seconds): the process not run
+DECISIONS: list[tuple[float, float, str]] = []  # (end, seconds, by) of each decision, same
 
 
 async def _watch_the_loop() -> None:
@@ -73,11 +76,14 @@ async def health() -> dict[str, bool]:
 
 
 @app.get("/__stats__")
-async def stats() -> dict[str, float]:
+async def stats() -> dict[str, object]:
     worst, WORST[0] = WORST[0], 0.0
     lag, LAG[0] = LAG[0], 0.0
     stall, STALL[0] = STALL[0], 0.0
-    return {"worst_decision_ms": worst * 1000, "loop_lag_ms": lag * 1000, "process_stall_ms": stall * 1000}
+    decisions = DECISIONS[:]
+    del DECISIONS[:len(decisions)]
+    return {"worst_decision_ms": worst * 1000, "loop_lag_ms": lag * 1000, "process_stall_ms": stall * 1000,
+            "decisions": decisions}
 
 
 @app.get("/{name}")
@@ -91,7 +97,9 @@ def refused(request: Request, decision: Decision) -> JSONResponse:
 
 
 def _note(decision: Decision, seconds: float) -> None:
-    BY.set(decision.fallback or "store")
+    by = decision.fallback or "store"
+    BY.set(by)
+    DECISIONS.append((time.monotonic(), seconds, by))
     if seconds > WORST[0]:
         WORST[0] = seconds
 

@@ -99,7 +99,7 @@ class Figures:
     worst_ms: float
     p99_ms: float
     recovery_ms: float | None  # None: nothing to recover from
-    waited: tuple[int, int] | None = None  # answers >= timeout_ms while down, of all answers while down
+    waited: tuple[int, int] | None = None  # decisions >= timeout_ms while down, of all while down (in the app)
     decision_ms: float | None = None  # the longest decision, as the app measured it
     lag_ms: float | None = None  # the longest the app's event loop was late
 

@@ -62,7 +62,7 @@ class Served:
     log: Path | None = None
 
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=5.0, **kw)
+        return httpx.Client(base_url=self.url, timeout=30.0, **kw)
 
     def log_lines(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log is not None and self.log.exists() else []

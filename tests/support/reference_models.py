@@ -95,7 +95,7 @@ class Queue(GCRA):
         if delay <= self.max_delay:
             self.tat = tat + cost * self.T
             return Outcome(True, _floor((self.max_delay - delay) / self.T), 0, _ceil(delay))
-        return Outcome(False, 0, _ceil(delay - self.max_delay))
+        return Outcome(False, _floor((self.max_delay - delay + cost * self.T) / self.T), _ceil(delay - self.max_delay))
 
 
 class FixedWindow:

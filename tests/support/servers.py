@@ -63,7 +63,7 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Wait for ``predicate()`` to be truthy, with a deadline; return its value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -88,7 +88,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 30.0) -> RedisServer:
         cmd = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", self.dir, *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -58,6 +58,15 @@ class LimitParams:
 class LimitResult:
     """The outcome of one limit for one decision. Treat it as immutable.
 
+    ``remaining`` and ``reset_us`` describe the key as the decision leaves it: with the
+    cost taken when it was (or, a peek, would be) charged, as it is otherwise (a store
+    reports a limit of a refused batch that allowed on its own as peeked at cost 0).
+    ``reset_us`` is the time until at least one more unit than ``remaining`` is available
+    with no other traffic (``t`` of the RateLimit header; 0 when the whole limit is there
+    and nothing more can come); ``retry_after_us`` (refused only) the time until ``cost``
+    units are. With cost 1 and nothing remaining, the two are equal (but that a retry is
+    at least 1 us).
+
     (Not ``frozen``: a frozen dataclass costs about 0.5 us more to build, and one is
     built for every limit of every decision.)
     """

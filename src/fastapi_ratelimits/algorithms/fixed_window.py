@@ -6,10 +6,14 @@ State ``(window_index, count)``. Decision, in this order on doubles::
     win = floor(now / W);  count = 0
     if a state exists and its window >= win: win, count = state   (a clock stepping
                                                 back stays in the later window)
-    reset = ceil((win + 1) * W - now)
+    ends = ceil((win + 1) * W - now)
     admitted when count + cost <= limit  ->  state (win, count + cost),
-        remaining = limit - count - cost
-    refused: retry_after = max(reset, 1), remaining = max(limit - count, 0)
+        remaining = limit - count - cost, reset = ends if count + cost > 0 else 0
+    refused: retry_after = max(ends, 1), remaining = max(limit - count, 0),
+        reset = ends if count > 0 else 0
+
+``reset`` (``t`` of the RateLimit header) is when one more unit comes back: the end of
+the window, when it holds anything (0 when the whole limit is there already).
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ class FixedWindow(Algorithm):
         if entry is not None and entry[1] >= win:
             win = entry[1]
             count = entry[2]
-        reset = ceil((win + 1) * window - now)
+        ends = ceil((win + 1) * window - now)
         if count + cost <= limit:
-            return True, limit - count - cost, reset, 0, 0, (touched, win, count + cost)
-        # max(0, limit - count), max(1, reset): conditionals cost less than calls
-        return False, limit - count if limit > count else 0, reset, reset if reset > 1 else 1, 0, None
+            return True, limit - count - cost, ends if count + cost > 0 else 0, 0, 0, (touched, win, count + cost)
+        # max(0, limit - count), max(1, ends): conditionals cost less than calls
+        return False, limit - count if limit > count else 0, ends if count > 0 else 0, ends if ends > 1 else 1, 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

@@ -16,9 +16,14 @@ Decision, in this order on doubles::
             = max(backlog0 - (now - ts0), 0)    otherwise
     new = backlog + T * cost;  excess = new - tau
     admitted when excess <= T * EPS   ->  state (now, new)
-    remaining = floor((tau - new) / T + EPS), reset = ceil(new)
-    refused:  retry_after = ceil(excess), remaining = floor((tau - backlog) / T + EPS),
-              reset = ceil(backlog)
+    remaining = floor((tau - new) / T + EPS), reset = next(new, remaining)
+    refused:  retry_after = ceil(excess), remaining = max(floor((tau - backlog) / T + EPS), 0),
+              reset = next(backlog, remaining)
+
+    next(b, r) = 0 when r >= burst (nothing more can come), else
+                 max(ceil(b + T * (r + 1) - tau), 0): until the backlog has drained enough
+                 for one more unit (``t`` of the RateLimit header; with cost 1 and r = 0
+                 it is retry_after, computed by the same operations)
 
 ``EPS`` (1e-9 of a unit) absorbs the rounding of a retry made exactly at
 ``now + retry_after``; it cannot add up to a whole request.
@@ -50,10 +55,15 @@ class GCRA(Algorithm):
                 backlog = 0.0
         new = backlog + interval * cost
         excess = new - tau
+        burst = p.burst
         if excess <= interval * EPS:
-            return True, floor((tau - new) / interval + EPS), ceil(new), 0, 0, (touched, now, new)
-        remaining = floor((tau - backlog) / interval + EPS)  # floor_units(...), inline
-        return False, remaining if remaining > 0 else 0, ceil(backlog), ceil(excess), 0, None
+            r = floor((tau - new) / interval + EPS)
+            return (True, r, ceil_us(new + interval * (r + 1) - tau) if r < burst else 0, 0, 0,
+                    (touched, now, new))
+        r = floor((tau - backlog) / interval + EPS)  # floor_units(...), inline
+        if r < 0:
+            r = 0
+        return False, r, ceil_us(backlog + interval * (r + 1) - tau) if r < burst else 0, ceil(excess), 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

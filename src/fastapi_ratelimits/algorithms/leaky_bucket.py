@@ -8,9 +8,14 @@ remaining and reset describe the level draining. Decision, in this order on doub
     otherwise, when now > ts:
         level = max(level - (now - ts) * limit / window, 0);  ts = now
     admitted when level + cost <= burst + EPS  ->  new = level + cost, state (new, ts)
-        remaining = floor(burst - new + EPS), reset = ceil(new * window / limit)
+        remaining = floor(burst - new + EPS), reset = next(new, remaining)
     refused: retry_after = ceil((level + cost - burst) * window / limit),
-             remaining = max(floor(burst - level + EPS), 0), reset = ceil(level * window / limit)
+             remaining = max(floor(burst - level + EPS), 0), reset = next(level, remaining)
+
+    next(v, r) = 0 when v <= EPS (empty: nothing more can come), else
+                 max(ceil((v + (r + 1) - burst) * window / limit), 0): until room for one
+                 more unit (``t`` of the RateLimit header; with cost 1 and r = 0 it is
+                 retry_after)
 
 A clock stepping back neither drains nor moves ``ts`` back.
 """
@@ -47,10 +52,14 @@ class LeakyBucket(Algorithm):
                 ts = now
         if level + cost <= cap + EPS:
             new = level + cost
-            return True, floor(cap - new + EPS), ceil(new * window / limit), 0, 0, (touched, new, ts)
-        remaining = floor(cap - level + EPS)  # floor_units(cap - level), inline
+            r = floor(cap - new + EPS)
+            reset = ceil_us((new + (r + 1) - cap) * window / limit) if new > EPS else 0
+            return True, r, reset, 0, 0, (touched, new, ts)
+        r = floor(cap - level + EPS)  # floor_units(cap - level), inline
+        if r < 0:
+            r = 0
         return (
-            False, remaining if remaining > 0 else 0, ceil(level * window / limit),
+            False, r, ceil_us((level + (r + 1) - cap) * window / limit) if level > EPS else 0,
             ceil((level + cost - cap) * window / limit), 0, None,
         )
 

@@ -16,8 +16,15 @@ Decision, in this order on doubles::
     new = backlog + T * cost;  delay = new - tau
     admitted when delay <= max_delay + T * EPS  ->  state (now, new)
         delay_us = min(ceil(delay), max_delay)   (ceil of a negative delay is 0)
-        remaining = floor((max_delay - delay) / T + EPS), reset = ceil(new)
-    refused: retry_after = ceil(delay - max_delay), remaining 0, reset = ceil(backlog)
+        remaining = floor((max_delay - delay) / T + EPS), reset = next(new, remaining)
+    refused: retry_after = ceil(delay - max_delay),
+        remaining = max(floor((max_delay + tau - backlog) / T + EPS), 0),
+        reset = next(backlog, remaining)
+
+    next(b, r) = 0 when T * (r + 1) > tau + max_delay + T * EPS (r + 1 units never fit,
+                 even in an empty queue), else max(ceil(b + T * (r + 1) - tau - max_delay), 0): until
+                 one more unit would be admitted (``t`` of the RateLimit header; with cost 1
+                 and r = 0 it is retry_after, computed by the same operations)
 """
 
 from __future__ import annotations
@@ -55,8 +62,16 @@ class Queue(Algorithm):
             wait = ceil(delay) if delay > 0.0 else 0
             if wait > max_delay:
                 wait = max_delay
-            return True, floor((max_delay - delay) / interval + EPS), ceil(new), 0, wait, (touched, now, new)
-        return False, 0, ceil(backlog), ceil(delay - max_delay), 0, None
+            r = floor((max_delay - delay) / interval + EPS)
+            reset = (ceil_us(new + interval * (r + 1) - tau - max_delay)
+                     if interval * (r + 1) <= tau + max_delay + interval * EPS else 0)
+            return True, r, reset, 0, wait, (touched, now, new)
+        r = floor((max_delay + tau - backlog) / interval + EPS)
+        if r < 0:
+            r = 0
+        reset = (ceil_us(backlog + interval * (r + 1) - tau - max_delay)
+                 if interval * (r + 1) <= tau + max_delay + interval * EPS else 0)
+        return False, r, reset, ceil(delay - max_delay), 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

@@ -16,16 +16,26 @@ Decision, in this order on doubles::
     if a state exists: if its window >= win: win, cur, prev = state
                        elif its window == win - 1: prev = its cur
     start = win * W;  elapsed = min(max(now - start, 0), W)
-    est = prev * (W - elapsed) / W + cur;  reset = ceil(start + W - now)
+    est = prev * (W - elapsed) / W + cur
     admitted when est + cost <= limit + EPS  ->  state (win, cur + cost, prev),
-        remaining = max(floor(limit - est - cost + EPS), 0)
-    refused: remaining = max(floor(limit - est + EPS), 0) and retry_after =
+        remaining = max(floor(limit - est - cost + EPS), 0), reset = next(remaining, cur + cost)
+    refused: remaining = max(floor(limit - est + EPS), 0), reset = next(remaining, cur) and
+        retry_after =
         cost > limit:        ceil(start + 2W - now)          (never passes)
         cur + cost <= limit: ceil(start + W - float(limit - cost - cur) * W / prev - now)
                              (later in this window, as the previous one fades)
         otherwise:           ceil(start + W + W - float(limit - cost) * W / cur - now)
                              (in the next window, where cur becomes the previous)
         at least 1.
+
+    next(r, c): until one more unit (r + 1 remaining), with e = limit - r - 1:
+        e < 0:                  0 (the whole limit is there already)
+        c <= e and prev > 0:    ceil(start + W - (e - c) * W / prev - now), at least 0
+                                (the previous window fading)
+        otherwise:              ceil(start + W + W - e * W / c - now), at least 0
+                                (the current window, become the previous, fading)
+    (``t`` of the RateLimit header; with cost 1 and r = 0 it is retry_after, computed
+    by the same operations)
 
 Products of counts and windows are taken as floats (``float(n - cost) * w``), as the Lua
 twin does on doubles: an exact integer product can pass 2**53 for large limits and long
@@ -37,7 +47,17 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
-from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, peek_by_step
+from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
+
+
+def _next(start: float, w: float, n: int, r: int, cur: int, prev: int, now: float) -> int:
+    """Microseconds until ``r + 1`` units are there (see the module docstring)."""
+    e = n - r - 1
+    if e < 0:
+        return 0
+    if cur <= e and prev > 0:
+        return ceil_us(start + w - (e - cur) * w / prev - now)
+    return ceil_us(start + w + w - e * w / cur - now)
 
 
 class SlidingWindow(Algorithm):
@@ -66,17 +86,31 @@ class SlidingWindow(Algorithm):
         elif elapsed > w:
             elapsed = w
         est = prev * (w - elapsed) / w + cur
-        reset = ceil(start + w - now)
         if est + cost <= n + EPS:
-            return True, floor(n - est - cost + EPS), reset, 0, 0, (touched, win, cur + cost, prev)
+            r = floor(n - est - cost + EPS)
+            c = cur + cost
+            # _next(start, w, n, r, c, prev, now), inline on the admitted path (a call fewer)
+            e = n - r - 1
+            if e < 0:
+                reset = 0
+            else:
+                if c <= e and prev > 0:
+                    reset = ceil(start + w - (e - c) * w / prev - now)
+                else:
+                    reset = ceil(start + w + w - e * w / c - now)
+                if reset < 0:
+                    reset = 0
+            return True, r, reset, 0, 0, (touched, win, c, prev)
         if cost > n:
             retry = ceil(start + 2 * w - now)
         elif cur + cost <= n:
             retry = ceil(start + w - (n - cost - cur) * w / prev - now)  # a float product (w is)
         else:
             retry = ceil(start + w + w - (n - cost) * w / cur - now)
-        remaining = floor(n - est + EPS)  # floor_units(n - est), max(1, retry), inline
-        return False, remaining if remaining > 0 else 0, reset, retry if retry > 1 else 1, 0, None
+        r = floor(n - est + EPS)  # floor_units(n - est), max(1, retry), inline
+        if r < 0:
+            r = 0
+        return False, r, _next(start, w, n, r, cur, prev, now), retry if retry > 1 else 1, 0, None
 
     @staticmethod
     def peek(state: Any, now: float, cost: int, p: LimitParams) -> tuple[LimitResult, Any]:

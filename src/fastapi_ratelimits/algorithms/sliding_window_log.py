@@ -22,7 +22,8 @@ Decision (the same on Redis)::
     cost > limit: refused (the log untouched), retry_after = W,
         remaining = max(limit - count, 0), reset = ceil(oldest live + W - now) or 0
     admitted when count + cost <= limit  ->  cost stamps of max(now, newest live) added
-        remaining = limit - count - cost, reset = ceil(oldest live (or the stamp) + W - now)
+        remaining = limit - count - cost, reset = ceil(oldest live (or the stamp) + W - now),
+        0 when nothing is live (a cost of 0)
     refused: k = count + cost - limit (that many of the oldest live must expire first)
         retry_after = max(ceil(k-th oldest live + W - now), 1),
         remaining = max(limit - count, 0), reset = ceil(oldest live + W - now)
@@ -99,7 +100,7 @@ def _judge(stamps: Sequence[float], k: int, now: float, cost: int,
     if count + cost <= limit:
         stamp = stamps[-1] if count and stamps[-1] > now else now
         oldest = stamps[k] if count else stamp
-        return True, limit - count - cost, ceil(oldest + window - now), 0, stamp
+        return True, limit - count - cost, ceil(oldest + window - now) if count + cost else 0, 0, stamp
     retry = ceil(stamps[k + count + cost - limit - 1] + window - now)
     return False, limit - count if limit > count else 0, ceil(stamps[k] + window - now), retry if retry > 1 else 1, None
 

@@ -8,9 +8,14 @@ tokens when there are that many. Decision, in this order on doubles::
         tokens = tokens + (now - ts) * limit / window;  ts = now
     tokens = min(tokens, burst)
     admitted when tokens + EPS >= cost  ->  left = max(tokens - cost, 0), state (left, ts)
-        remaining = floor(left + EPS), reset = ceil((burst - left) * window / limit)
+        remaining = floor(left + EPS), reset = next(left, remaining)
     refused: retry_after = ceil((cost - tokens) * window / limit),
-             remaining = floor(tokens + EPS), reset = ceil((burst - tokens) * window / limit)
+             remaining = max(floor(tokens + EPS), 0), reset = next(tokens, floor(tokens + EPS))
+    (tokens below zero only for a budget in debt, settled after its responses: remaining 0)
+
+    next(x, r) = 0 when x + EPS >= burst (the bucket is full: nothing more can come),
+                 else ceil((r + 1 - x) * window / limit): until one more whole token
+                 (``t`` of the RateLimit header; with cost 1 and r = 0 it is retry_after)
 
 A clock stepping back neither refills nor moves ``ts`` back.
 """
@@ -49,10 +54,13 @@ class TokenBucket(Algorithm):
             left = tokens - cost
             if left < 0.0:
                 left = 0.0
-            return True, floor(left + EPS), ceil((cap - left) * window / limit), 0, 0, (touched, left, ts)
+            r = floor(left + EPS)
+            return (True, r, 0 if left + EPS >= cap else ceil((r + 1 - left) * window / limit), 0, 0,
+                    (touched, left, ts))
+        r = floor(tokens + EPS)
         return (
-            False, floor(tokens + EPS), ceil((cap - tokens) * window / limit), ceil((cost - tokens) * window / limit),
-            0, None,
+            False, r if r > 0 else 0, 0 if tokens + EPS >= cap else ceil((r + 1 - tokens) * window / limit),
+            ceil((cost - tokens) * window / limit), 0, None,
         )
 
     @staticmethod

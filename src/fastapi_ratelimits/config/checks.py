@@ -73,10 +73,10 @@ def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Ite
             if burst is not None and not cls.uses_burst:
                 users = _known(n for n in algos if get_algorithm(n).uses_burst)
                 report(where, f"burst does nothing with {algorithm} (it applies to {users})")
-        _check_cost(rule.cost or 1, ("rules", i, "cost"), algorithm, rule.rates(), rule.burst, "the rule", report)
+        _check_cost(rule.units(), ("rules", i, "cost"), algorithm, rule.rates(), rule.burst, "the rule", report)
         for j, o in enumerate(rule.overrides):
             cost_path: PathT = ("rules", i, "overrides", j, "cost") if o.cost is not None else ("rules", i, "cost")
-            _check_cost(o.cost or rule.cost or 1, cost_path, algorithm, o.rates(), o.burst or rule.burst,
+            _check_cost(o.cost or rule.units(), cost_path, algorithm, o.rates(), o.burst or rule.burst,
                         f"overrides[{j}]", report)
     if cfg.admin.enabled and cfg.admin.path.rstrip("/") == "":
         report(("admin", "path"), "the admin API cannot be mounted at /")

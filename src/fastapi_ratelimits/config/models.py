@@ -39,6 +39,9 @@ BUILTIN_SCOPES = {"ip", "global"}
 IDENTITY_KINDS = ("header", "cookie", "query", "path")
 BUILTIN_ALGORITHMS = ("token_bucket", "leaky_bucket", "fixed_window", "sliding_window",
                       "sliding_window_log", "queue", "gcra")
+#: algorithms a cost from the response (a budget) can correct after the request
+BUDGET_ALGORITHMS = ("token_bucket", "gcra", "fixed_window")
+CostSource = Literal["response_header", "state", "function"]
 
 
 class _Model(BaseModel):
@@ -357,6 +360,61 @@ def _rates(limit: str | None, limits: list[str] | None) -> list[Rate]:
     return [parse_rate(t) for t in texts]
 
 
+def _status_spec(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an HTTP status")
+    if isinstance(value, int):
+        if not 100 <= value <= 599:
+            raise ValueError(f"{value!r} is not an HTTP status (100-599)")
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[1-5]xx", value):
+        return value
+    raise ValueError(f"{value!r} is not an HTTP status: write 200, or a class such as 2xx")
+
+
+StatusSpec = Annotated[
+    int | str, BeforeValidator(_status_spec),
+    Field(description="An HTTP status (200) or a class of them (2xx).", examples=[200, "2xx", "4xx"],
+          json_schema_extra={"anyOf": [{"type": "integer", "minimum": 100, "maximum": 599},
+                                       {"type": "string", "pattern": "^[1-5]xx$"}]}),
+]
+
+
+class ResponseCost(_Model):
+    """A cost known only after the work: read from the response, debited when it ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+
+    source: CostSource = Field(
+        alias="from",
+        description=(
+            "Where the cost comes from: response_header (a header of the response, e.g. X-Tokens-Used), "
+            "state (request.state.NAME, set by the endpoint, read when the response ends), or function "
+            "(a function given to install(costs={NAME: fn}))."
+        ),
+    )
+    name: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]*$",
+        description="The header name, the request.state attribute, or the name of the function in install(costs=...).",
+        examples=["X-Tokens-Used", "tokens"],
+    )
+    reserve: int = Field(
+        1, ge=1, le=1_000_000_000,
+        description=(
+            "Units taken before the request (it is refused when fewer remain); the actual cost is "
+            "debited after the response and the reserve returned."
+        ),
+    )
+    max: int = Field(
+        1_000_000, ge=1, le=1_000_000_000,
+        description="The most one response is charged; a larger cost is logged and charged this.",
+    )
+    charge_statuses: list[StatusSpec] | None = Field(
+        None, min_length=1, max_length=100,
+        description="Statuses whose responses are charged (200, 2xx); default: every status but 5xx and 429.",
+    )
+
+
 class _LimitsMixin(_Model):
     limit: RateText | None = Field(None, description=f"One rate: {RATE_HINT}.")
     limits: list[RateText] | None = Field(
@@ -515,6 +573,26 @@ class Rule(_LimitsMixin):
         None, description="Websocket rules only: a rate of messages received from the client."
     )
 
+    cost: Annotated[int, Field(ge=1, le=1_000_000)] | ResponseCost | None = Field(  # type: ignore[assignment]
+        None,
+        description=(
+            "Units taken per request (default 1), or a cost read from the response: "
+            "{from: response_header|state|function, name: ..., reserve: N} (a token budget)."
+        ),
+    )
+
+    @property
+    def budget(self) -> ResponseCost | None:
+        """The response cost of a budget rule, or None."""
+        return self.cost if isinstance(self.cost, ResponseCost) else None
+
+    def units(self) -> int:
+        """Units taken up front: the reserve of a budget rule, else the cost (default 1)."""
+        c = self.cost
+        if isinstance(c, ResponseCost):
+            return c.reserve
+        return c or 1
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -544,6 +622,10 @@ class Rule(_LimitsMixin):
             if self.overrides:
                 raise ValueError("overrides replace a rule's limit: give the websocket rule a limit too")
         self._check_websocket()
+        if self.budget is not None and any(o.cost is not None for o in self.overrides):
+            raise ValueError("the tiers of a rule with a cost from the response take its reserve: drop their cost")
+        if self.budget is not None and self.match.websocket:
+            raise ValueError("a cost from the response applies to HTTP rules only (a websocket has no response)")
         return self
 
     def _check_websocket(self) -> None:
@@ -615,3 +697,14 @@ class RateLimitsConfig(_Model):
         default_factory=list, max_length=10_000, description="The limits; every rule that matches a request applies."
     )
     admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin API.")
+
+    @model_validator(mode="after")
+    def _budget_algorithms(self) -> RateLimitsConfig:
+        for i, rule in enumerate(self.rules):
+            algorithm = rule.algorithm or self.defaults.algorithm
+            if rule.budget is not None and algorithm not in BUDGET_ALGORITHMS:
+                raise ValueError(
+                    f"rules[{i}] ({rule.name}): a cost from the response needs algorithm "
+                    f"{', '.join(BUDGET_ALGORITHMS)} (not {algorithm}): only these can be corrected after the request"
+                )
+        return self

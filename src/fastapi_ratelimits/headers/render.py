@@ -68,13 +68,13 @@ def quota_unit(cost: int) -> str | None:
 
 
 def pieces(dialect: Dialect, names: Sequence[str], quotas: Sequence[int], windows_s: Sequence[int], cost: int,
-           partition: bytes | None = None) -> Pieces:
+           partition: bytes | None = None, unit: str | None = None) -> Pieces:
     """Precompute the header bytes of one tier. ``partition`` (a salt, e.g. the key prefix
     and the rule name) asks for ``pk`` on the structured items."""
     sf = dialect.structured
     if sf is None:
         return Pieces(dialect, dialect.bits, b"", (), (), None)
-    unit = quota_unit(cost)
+    unit = unit or quota_unit(cost)  # a budget (cost from the response) counts units, whatever its reserve
     items = tuple(sf.policy_item(n, q, w, unit) for n, q, w in zip(names, quotas, windows_s, strict=True))
     formats = tuple(sf.limit_format(n) for n in names)
     salt = hashlib.blake2b(partition, digest_size=32).digest() if partition is not None else None
@@ -160,15 +160,14 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Hea
                 groups, pol, its = _group(groups, policies, items, first, sf)
             if ls.pk_salt is None:
                 pol.append(ls.policy)
-        uncommitted = not o.committed
         clamp = refused and not o.shadow
         formats = ls.formats
         values: list[tuple[int, int]] | None = [] if ls.pk_salt is not None else None
         i = 0
         for res in o.results:
+            # the store's numbers as they are: a limit that was not charged (another limit or
+            # rule refused) already reports its remaining and reset with nothing taken
             remaining = res.remaining
-            if uncommitted and res.allowed:  # another rule refused: nothing was taken here
-                remaining = min(res.limit, remaining + o.cost)
             reset_us = res.reset_us
             if bits & LEGACY_BIT:
                 cand = (remaining, -reset_us, res.limit)

@@ -33,6 +33,15 @@ def safe_key(identity: str) -> str:
     return f"h:{digest}"
 
 
+def compact_key(key: str) -> str:
+    """A key as a :class:`Check` carries it: one longer than 64 bytes is hashed at once, so
+    that what is kept after the request (the top-callers buffer, the refusal cache, a
+    decision listener) holds a digest, never a 64 KB header value. The store's
+    :func:`safe_key` then sees a short key (it hashes ``h:`` keys once more, as it hashes
+    every key that looks like a digest, so the result is still a digest of the value)."""
+    return key if len(key) <= MAX_KEY_BYTES else safe_key(key)
+
+
 @dataclass(slots=True, unsafe_hash=True)
 class Check:
     """One rule for one identity. Treat it as immutable (not ``frozen`` only because a
@@ -51,7 +60,10 @@ class CheckResult:
     """Per-limit results of one check, in the order of ``Check.limits``.
 
     ``allowed`` is the check's own verdict; ``committed`` says whether its units were
-    taken (False when another enforced check refused the batch). Treat it as immutable.
+    taken (False when another enforced check refused the batch). When it was not
+    committed, its limits that allowed report ``remaining`` and ``reset_us`` with nothing
+    taken (the store peeks them again at cost 0), so headers need no correction. Treat
+    it as immutable.
     """
 
     check: Check

@@ -38,6 +38,7 @@ from typing import Any
 from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..registry import get_algorithm
 from .base import Check, CheckResult
+from .settle import settle_state
 from .slots import SlotOp, SlotResult, slot_step
 
 _SWEEP = 2  # expired keys dropped per insert
@@ -424,8 +425,9 @@ class MemoryStore:
         i = 0
         for res_check in out:
             commit = admitted and res_check.allowed
-            if not commit:
+            if not commit:  # not charged: what allowed reports the key as it is (as decide.lua does)
                 res_check.committed = False
+                res_check.results = self._uncharged(res_check.check, res_check.results, staged, i, now)
             for _ in res_check.check.limits:
                 tbl, key, entry, live, new = staged[i]
                 i += 1
@@ -479,6 +481,8 @@ class MemoryStore:
         for n, check in enumerate(checks):
             ok = verdicts[n]
             commit = admitted and ok
+            if not commit:
+                per_check[n] = self._uncharged(check, per_check[n], staged, i, now)
             for _ in check.limits:
                 tbl, key, entry, state, pending = staged[i]
                 i += 1
@@ -504,6 +508,27 @@ class MemoryStore:
             out.append(res_check)
         return out
 
+    @staticmethod
+    def _uncharged(check: Check, found: tuple[LimitResult, ...], staged: Sequence[tuple[Any, ...]], first: int,
+                   now: float) -> tuple[LimitResult, ...]:
+        """The results of a check that is not charged: a limit that allowed on its own
+        reports its remaining and reset as they are (its algorithm at cost 0), not as
+        they would have been with the cost taken. As ``decide.lua`` does."""
+        out = list(found)
+        for j, res in enumerate(found):
+            if not res.allowed:
+                continue
+            p = check.limits[j]
+            tbl, _key, _entry, state, _pending = staged[first + j]
+            if tbl.pure_step is not None:  # state is the live entry (or None)
+                _ok, remaining, reset_us, _retry, _delay, _new = tbl.pure_step(
+                    state, state[0] if state is not None else now, now, 0, p)
+            else:
+                seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)
+                remaining, reset_us = seen.remaining, seen.reset_us
+            out[j] = _limit_result(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
+        return tuple(out)
+
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
         return self.decide_sync(checks, now_us)
 
@@ -512,6 +537,7 @@ class MemoryStore:
         now = float(self.clock() if now_us is None else now_us)
         key = memory_key(check.key)
         results = []
+        states: list[tuple[Any, Any]] = []
         with self._lock:
             for p in check.limits:
                 tbl = self._tables.get((check.rule, check.algorithm, p.window_us))
@@ -522,10 +548,46 @@ class MemoryStore:
                         state = tbl.algo.copy_state(entry[1:])
                 algo = tbl.algo if tbl is not None else get_algorithm(check.algorithm)
                 results.append(algo.peek(state, now, check.cost, p)[0])
+                states.append((algo, state))
+            if not all(r.allowed for r in results):
+                # it would not be charged: what allowed reports the key as it is (decide.lua)
+                for j, res in enumerate(results):
+                    if res.allowed:
+                        algo, state = states[j]
+                        seen = algo.peek(None if state is None else algo.copy_state(state), now, 0, check.limits[j])[0]
+                        results[j] = _limit_result(True, res.limit, seen.remaining, seen.reset_us,
+                                                   res.retry_after_us, res.delay_us)
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 
     async def peek(self, check: Check, now_us: int | float | None = None) -> CheckResult:
         return self.peek_sync(check, now_us)
+
+    def settle_sync(self, checks: Sequence[Check], deltas: Sequence[float], now_us: int | float | None = None,
+                    ) -> list[list[float]]:
+        """Correct each check by its delta (the actual cost minus the reserve taken), on
+        every limit of it (see :mod:`.settle`); answers the level left per limit."""
+        now = float(self.clock() if now_us is None else now_us)
+        out: list[list[float]] = []
+        with self._lock:
+            for check, delta in zip(checks, deltas, strict=True):
+                key: str | bytes = memory_key(check.key)
+                levels: list[float] = []
+                for p in check.limits:
+                    tbl = self._table(check.rule, check.algorithm, p)
+                    entry = tbl.entries.get(key)
+                    live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                    state, life_us = settle_state(check.algorithm, None if live is None else live[1:], now, delta, p)
+                    # kept while its state matters (a debt outlives the ordinary TTL): the
+                    # touched time moves forward, never back
+                    touched = max(now, now + life_us - tbl.ttl, live[0] if live is not None else now)
+                    self._store(tbl, key, entry, (touched, *state), now)
+                    levels.append(state[1] if check.algorithm != "token_bucket" else state[0])
+                out.append(levels)
+        return out
+
+    async def settle(self, checks: Sequence[Check], deltas: Sequence[float], now_us: int | float | None = None,
+                     ) -> list[list[float]]:
+        return self.settle_sync(checks, deltas, now_us)
 
     def reset_sync(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule, one key of every rule, or

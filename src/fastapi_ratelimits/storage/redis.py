@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
@@ -53,13 +54,25 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..algorithms.base import LimitResult
 from ..errors import StorageError
+from ..registry import get_algorithm
 from .base import Check, CheckResult
 from .batching import Answers, Batches, CheckCodec, Coalescer, Done
-from .keys import KeyFilter, check_keys, check_prefix, slot_key
-from .redis_batch import SCAN_COUNT, UNLINK_BATCH, Call, decide_steps, decode, encode, group_by, scan_reply, text
+from .keys import KeyFilter, check_keys, check_prefix, limit_key, slot_key
+from .redis_batch import (
+    SCAN_COUNT,
+    UNLINK_BATCH,
+    Call,
+    decide_steps,
+    decode,
+    encode,
+    group_by,
+    scan_reply,
+    text,
+    ttl_ms,
+)
 from .redis_connect import async_connect
 from .refusals import RefusalCache
-from .scripts import SLOTS_SCRIPT, Script, ScriptCache
+from .scripts import LUA_DIR, SLOTS_SCRIPT, Script, ScriptCache
 from .slots import SlotOp, SlotResult
 
 try:
@@ -68,6 +81,11 @@ except ImportError:  # no hiredis: the decision calls go through redis-py
     Wire = None  # type: ignore[assignment,misc]
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+
+@functools.cache
+def _settle_text() -> str:
+    return (LUA_DIR / "settle.lua").read_text(encoding="utf-8")
 
 
 def slot_of(prefix: str, check: Check) -> int:
@@ -100,6 +118,7 @@ class RedisStore:
         self._timeout = timeout_ms / 1000
         self._scripts = ScriptCache()
         self._loaded: str | None = None
+        self._settle: Any = None  # the settle script (redis-py's Script: EVALSHA, loaded on NOSCRIPT)
         self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._owns = owns_client
         self._closers = list(closers)
@@ -324,6 +343,43 @@ class RedisStore:
                 async with self._deadline("unlink"):
                     removed += int(await self._command("UNLINK", *group[i : i + UNLINK_BATCH]))
         return removed
+
+    async def settle(self, checks: Sequence[Check], deltas: Sequence[float], now_us: int | None = None,
+                     ) -> list[list[float]]:
+        """Correct each check by its delta after the response (``lua/settle.lua``): one
+        script call (one per check on a cluster, whose keys share a slot); answers the
+        level left per limit."""
+        if self._settle is None:
+            self._settle = self.client.register_script(_settle_text())
+        calls: list[tuple[list[str], list[str | int | float]]] = []
+        keys: list[str] = []
+        argv: list[str | int | float] = ["" if now_us is None else now_us]
+        for check, delta in zip(checks, deltas, strict=True):
+            algo = get_algorithm(check.algorithm)
+            for i, p in enumerate(check.limits):
+                keys.append(limit_key(self.key_prefix, check, p.window_us))
+                argv += [check.algorithm, repr(float(delta)), p.limit, p.window_us, p.burst, ttl_ms(algo, check, i)]
+            if self.is_cluster:
+                calls.append((keys, argv))
+                keys, argv = [], ["" if now_us is None else now_us]
+        if keys:
+            calls.append((keys, argv))
+        out: list[list[float]] = []
+        async with self._deadline("settle"):
+            for ks, av in calls:
+                if self._gate is None:
+                    reply = await self._settle(keys=ks, args=av)
+                else:
+                    async with self._gate:
+                        reply = await self._settle(keys=ks, args=av)
+                levels = [float(text(v)) for v in reply[1:]]
+                out.append(levels)
+        if not self.is_cluster:  # one call: split the levels per check
+            flat, out = out[0] if out else [], []
+            for check in checks:
+                out.append(flat[: len(check.limits)])
+                flat = flat[len(check.limits):]
+        return out
 
     async def slot(self, op: SlotOp, rule: str, key: str, holder: str, max_open: int = 0, lease_us: int = 0,
                    now_us: int | None = None) -> SlotResult:

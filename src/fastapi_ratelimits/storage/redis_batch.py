@@ -21,7 +21,10 @@ from .keys import check_keys
 from .scripts import Script
 
 #: one script call: the indices (in the batch) of the checks it decides, and whether it is dry
-Call = tuple[tuple[int, ...], bool]
+#: one script call: the indices of its checks and its mode: 0 (or False) decide, 1 (or True)
+#: dry, 2 dry with every limit reported as not charged (the peeks of several slots)
+Call = tuple[tuple[int, ...], int]
+DRY_UNCHARGED = 2
 Steps = Generator[list[Call], list[list[CheckResult]], list[CheckResult]]
 
 
@@ -55,9 +58,9 @@ class Encoded:
         return ("EVALSHA", script.sha, len(self.keys), *self.keys, *self.argv)
 
 
-def encode(prefix: str, checks: Sequence[Check], now_us: int | None, dry: bool) -> Encoded:
+def encode(prefix: str, checks: Sequence[Check], now_us: int | None, dry: int) -> Encoded:
     keys: list[str] = []
-    argv: list[str | int] = ["" if now_us is None else int(now_us), "1" if dry else "0", len(checks)]
+    argv: list[str | int] = ["" if now_us is None else int(now_us), str(int(dry)), len(checks)]
     for check in checks:
         algo = get_algorithm(check.algorithm)
         keys.extend(check_keys(prefix, check))
@@ -120,11 +123,13 @@ def decide_steps(checks: Sequence[Check], groups: list[tuple[int, ...]], dry: bo
     have committed, and their results say so (``committed`` True).
     """
     if len(groups) == 1 or dry:
-        calls = [(g, dry) for g in groups]
+        calls: list[Call] = [(g, int(dry)) for g in groups]
         return _merge(len(checks), calls, (yield calls))
-    peeks = [(g, True) for g in groups]
+    # the peeks' results stand only when they refuse, and then nothing is charged
+    # anywhere: they report every limit as not charged (``decide.lua``, mode 2)
+    peeks: list[Call] = [(g, DRY_UNCHARGED) for g in groups]
     peeked = _merge(len(checks), peeks, (yield peeks))
     if not batch_verdict(checks, [r.allowed for r in peeked]):
         return peeked
-    reals = [(g, False) for g in groups]
+    reals: list[Call] = [(g, 0) for g in groups]
     return _merge(len(checks), reals, (yield reals))

@@ -5,12 +5,17 @@
 --
 -- KEYS: one key per limit of every check, in order.
 -- ARGV: now_us ('' = read the server clock with TIME; a number pins it, for tests),
---       dry ('1' = peek only, nothing is written), then one or more batches, each:
+--       dry ('1' = peek only, nothing is written; '2' = the same, and every limit is
+--       reported as not charged), then one or more batches, each:
 --       number of checks, then per check:
 --         algorithm, shadow ('1'/'0'), cost, number of limits, then per limit:
 --           limit, window_us, burst, max_delay_us, ttl_ms
 -- Reply: {now_us, then per check of every batch: committed (1/0), then per limit of that
 --           check: allowed (1/0), remaining, reset_us, retry_after_us, delay_us}
+--        remaining and reset_us describe the key after the decision: with the cost taken
+--        when the check is committed (or, dry, would be), as it is otherwise (a limit of a
+--        refused batch that allowed on its own is peeked again at cost 0). reset_us is
+--        the time until one more unit is available (0: the whole limit is there).
 --
 -- A batch is one request's decision. Every limit of every check of the batch is peeked
 -- first, reading only. Then, unless dry, every check that allowed is committed when every
@@ -44,7 +49,8 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local dry = ARGV[2] == '1'
+local dry = ARGV[2] ~= '0'
+local uncharged = ARGV[2] == '2' -- dry, and every limit reported as not charged
 local a = 3
 local k = 1
 local reply = {now}
@@ -87,7 +93,7 @@ for i = 1, n_checks do
     if allowed ~= 1 then
       check.ok = false
     end
-    check.limits[j] = {key, ttl_ms, pending, allowed, remaining, reset_us, retry_us, delay_us}
+    check.limits[j] = {key, ttl_ms, pending, allowed, remaining, reset_us, retry_us, delay_us, p}
   end
   if not check.ok and not check.shadow then
     admitted = false
@@ -102,6 +108,17 @@ for i = 1, n_checks do
     for j = 1, #check.limits do
       local l = check.limits[j]
       check.algo.commit(l[1], l[3], l[2])
+    end
+  elseif uncharged or not (admitted and check.ok) then
+    -- not charged (refused, or another check refused): a limit that allowed reports its
+    -- remaining and reset as they are, with nothing taken (a peek of cost 0)
+    for j = 1, #check.limits do
+      local l = check.limits[j]
+      if l[4] == 1 then
+        local _, remaining, reset_us = check.algo.peek(l[1], now, 0, l[9])
+        l[5] = remaining
+        l[6] = reset_us
+      end
     end
   end
   reply[#reply + 1] = commit and 1 or 0

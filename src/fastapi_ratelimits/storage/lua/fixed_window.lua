@@ -11,12 +11,16 @@ ALGORITHMS['fixed_window'] = {
         win, count = stored, tonumber(s[2])
       end
     end
-    local reset = ceil_us((win + 1) * p.window_us - now)
+    local ends = ceil_us((win + 1) * p.window_us - now)
     if count + cost <= p.limit then
       count = count + cost
+      local reset = 0
+      if count > 0 then reset = ends end
       return 1, p.limit - count, reset, 0, 0, {win, count}
     end
-    return 0, math.max(0, p.limit - count), reset, math.max(1, reset), 0, {win, count}
+    local reset = 0
+    if count > 0 then reset = ends end
+    return 0, math.max(0, p.limit - count), reset, math.max(1, ends), 0, {win, count}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'win', pending[1], 'count', pending[2])

@@ -14,9 +14,15 @@ ALGORITHMS['gcra'] = {
     local new = backlog + interval * cost
     local excess = new - tau
     if excess <= interval * EPS then
-      return 1, math.floor((tau - new) / interval + EPS), math.ceil(new), 0, 0, {now, new}
+      local r = math.floor((tau - new) / interval + EPS)
+      local reset = 0
+      if r < p.burst then reset = ceil_us(new + interval * (r + 1) - tau) end
+      return 1, r, reset, 0, 0, {now, new}
     end
-    return 0, floor_units((tau - backlog) / interval), math.ceil(backlog), math.ceil(excess), 0, {}
+    local r = floor_units((tau - backlog) / interval)
+    local reset = 0
+    if r < p.burst then reset = ceil_us(backlog + interval * (r + 1) - tau) end
+    return 0, r, reset, math.ceil(excess), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'ts', pending[1], 'backlog', pending[2])

@@ -17,12 +17,16 @@ ALGORITHMS['leaky_bucket'] = {
     ts = math.max(ts, now)
     if level + cost <= cap + EPS then
       local new_level = level + cost
-      local reset = ceil_us(new_level * p.window_us / p.limit)
-      return 1, floor_units(cap - new_level), reset, 0, 0, {new_level, ts}
+      local r = floor_units(cap - new_level)
+      local reset = 0
+      if new_level > EPS then reset = ceil_us((new_level + (r + 1) - cap) * p.window_us / p.limit) end
+      return 1, r, reset, 0, 0, {new_level, ts}
     end
     local retry = ceil_us((level + cost - cap) * p.window_us / p.limit)
-    local reset = ceil_us(level * p.window_us / p.limit)
-    return 0, floor_units(cap - level), reset, retry, 0, {level, ts}
+    local r = floor_units(cap - level)
+    local reset = 0
+    if level > EPS then reset = ceil_us((level + (r + 1) - cap) * p.window_us / p.limit) end
+    return 0, r, reset, retry, 0, {level, ts}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'level', pending[1], 'ts', pending[2])

@@ -17,9 +17,19 @@ ALGORITHMS['queue'] = {
       local wait = 0
       if delay > 0 then wait = math.ceil(delay) end
       if wait > max_delay then wait = max_delay end
-      return 1, math.floor((max_delay - delay) / interval + EPS), math.ceil(new), 0, wait, {now, new}
+      local r = math.floor((max_delay - delay) / interval + EPS)
+      local reset = 0
+      if interval * (r + 1) <= tau + max_delay + interval * EPS then
+        reset = ceil_us(new + interval * (r + 1) - tau - max_delay)
+      end
+      return 1, r, reset, 0, wait, {now, new}
     end
-    return 0, 0, math.ceil(backlog), math.ceil(delay - max_delay), 0, {}
+    local r = floor_units((max_delay + tau - backlog) / interval)
+    local reset = 0
+    if interval * (r + 1) <= tau + max_delay + interval * EPS then
+      reset = ceil_us(backlog + interval * (r + 1) - tau - max_delay)
+    end
+    return 0, r, reset, math.ceil(delay - max_delay), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'ts', pending[1], 'backlog', pending[2])

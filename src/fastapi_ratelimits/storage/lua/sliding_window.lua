@@ -1,5 +1,16 @@
 -- sliding_window: the twin of algorithms/sliding_window.py, the same operations in the same order.
 -- State: hash {win, cur, prev}.
+-- until one more unit (r + 1 remaining): the previous window fading, or the current one
+-- becoming the previous and fading in its turn; 0 when all n are there already
+local function sw_next(start, w, n, r, cur, prev, now)
+  local e = n - r - 1
+  if e < 0 then return 0 end
+  if cur <= e and prev > 0 then
+    return ceil_us(start + w - (e - cur) * w / prev - now)
+  end
+  return ceil_us(start + w + w - e * w / cur - now)
+end
+
 ALGORITHMS['sliding_window'] = {
   peek = function(key, now, cost, p)
     local w = p.window_us
@@ -19,9 +30,9 @@ ALGORITHMS['sliding_window'] = {
     local start = win * w
     local elapsed = math.min(math.max(now - start, 0), w)
     local est = prev * (w - elapsed) / w + cur
-    local reset = ceil_us(start + w - now)
     if est + cost <= n + EPS then
-      return 1, floor_units(n - est - cost), reset, 0, 0, {win, cur + cost, prev}
+      local r = floor_units(n - est - cost)
+      return 1, r, sw_next(start, w, n, r, cur + cost, prev, now), 0, 0, {win, cur + cost, prev}
     end
     local retry
     if cost > n then
@@ -31,7 +42,8 @@ ALGORITHMS['sliding_window'] = {
     else
       retry = ceil_us(start + w + w - (n - cost) * w / cur - now)
     end
-    return 0, floor_units(n - est), reset, math.max(1, retry), 0, {win, cur, prev}
+    local r = floor_units(n - est)
+    return 0, r, sw_next(start, w, n, r, cur, prev, now), math.max(1, retry), 0, {win, cur, prev}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'win', pending[1], 'cur', pending[2], 'prev', pending[3])

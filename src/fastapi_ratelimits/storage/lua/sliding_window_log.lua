@@ -21,7 +21,8 @@ ALGORITHMS['sliding_window_log'] = {
       if count > 0 then
         oldest = log_at(key, expired)
       end
-      local reset = ceil_us(oldest + p.window_us - now)
+      local reset = 0
+      if count + cost > 0 then reset = ceil_us(oldest + p.window_us - now) end
       return 1, p.limit - count - cost, reset, 0, 0, {horizon, stamp, cost}
     end
     local retry

@@ -18,10 +18,15 @@ ALGORITHMS['token_bucket'] = {
     if tokens + EPS >= cost then
       local left = tokens - cost
       if left < 0 then left = 0 end
-      return 1, math.floor(left + EPS), math.ceil((cap - left) * p.window_us / p.limit), 0, 0, {left, ts}
+      local r = math.floor(left + EPS)
+      local reset = 0
+      if left + EPS < cap then reset = math.ceil((r + 1 - left) * p.window_us / p.limit) end
+      return 1, r, reset, 0, 0, {left, ts}
     end
-    return 0, math.floor(tokens + EPS), math.ceil((cap - tokens) * p.window_us / p.limit),
-      math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
+    local r = math.floor(tokens + EPS)
+    local reset = 0
+    if tokens + EPS < cap then reset = math.ceil((r + 1 - tokens) * p.window_us / p.limit) end
+    return 0, math.max(r, 0), reset, math.ceil((cost - tokens) * p.window_us / p.limit), 0, {}
   end,
   commit = function(key, pending, ttl_ms)
     redis.call('HSET', key, 'tokens', pending[1], 'ts', pending[2])

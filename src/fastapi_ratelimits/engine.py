@@ -340,8 +340,8 @@ class Program:
                         continue
                     check = crule.check("ip:" + client.key, ls)
                 else:  # a long value is hashed at once: nothing kept holds it (see compact_key)
-                    key = crule.identity.prefix + found
-                    check = crule.check(key if len(key) <= MAX_KEY_BYTES else compact_key(key), ls)
+                    full = crule.identity.prefix + found
+                    check = crule.check(full if len(full) <= MAX_KEY_BYTES else compact_key(full), ls)
             rules.append(crule)
             sets.append(ls)
             checks.append(check)

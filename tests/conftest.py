@@ -64,3 +64,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(table(ROWS))
     for note in NOTES:
         terminalreporter.write_line(note)
+    for module in list(sys.modules.values()):  # tests/test_docs.py: what its page tests checked
+        counts = getattr(module, "docs_counts", None)
+        if callable(counts) and counts():
+            done = ", ".join(f"{n} {what}" for what, n in sorted(counts().items()))
+            terminalreporter.write_line(f"docs examples: {done}")
+            break

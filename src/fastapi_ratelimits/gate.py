@@ -13,7 +13,9 @@
    counted in one integer of its rules' metrics counter: no
    :class:`~.decision.Decision` is built for it. Everything else (a refusal, a shadow rule
    that would have refused, a store error, a listener added with
-   ``add_decision_listener``) builds the full decision with :func:`~.engine.verdict`.
+   ``add_decision_listener``) builds the full decision with :func:`~.engine.verdict`;
+4. an admitted request of a rule whose cost comes from the response gets its tab
+   (:mod:`.budgets`, made by the handle), which the middleware runs the app inside.
 
 The handle (:class:`~.install.RateLimits`) owns the gate and keeps it current: the engine
 after a reload, the store once opened, the metrics in use. The gate reads nothing of the

@@ -7,11 +7,11 @@ the rule's status, a JSON body, ``Retry-After`` and the rate-limit headers); an 
 request waits its queue delay, if any, and its response gets the headers on
 ``http.response.start``. A websocket scope goes to :mod:`.websocket`; lifespan passes through.
 
-The hot path (an admitted request) writes its headers straight from the store's results,
-with a function specialised once per plan, and is counted in the metrics from those
-results too; a :class:`~fastapi_ratelimits.decision.Decision` is built only for a refusal
-(or a shadow rule that would have refused), a store error, or when a listener added with
-``add_decision_listener`` wants one. The send wrapper is a
+The decision is the gate's (:mod:`.gate`, reached through the handle's small
+:class:`Limits` interface): None (not limited), an admitted request's headers and delay
+(written straight from the store's answer, no
+:class:`~fastapi_ratelimits.decision.Decision` built), or a decision (a refusal, or what
+the full path admitted). The middleware only answers it. The send wrapper is a
 ``functools.partial`` of a plain function that returns the inner ``send``'s awaitable:
 no coroutine of its own per message.
 

@@ -38,7 +38,7 @@ def _scope() -> dict[str, Any]:
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
         "method": "GET", "scheme": "http", "path": "/ping", "raw_path": b"/ping", "root_path": "",
-        "query_string": b"", "headers": [(b"host", b"bench"), (b"user-agent", b"bench")],
+        "query_string": b"", "headers": [(b"host", b"bench"), (b"user-agent", b"bench"), (b"x-user-id", b"u-42")],
         "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000), "state": {},
     }
 

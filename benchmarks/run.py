@@ -205,7 +205,7 @@ def parse_wrk(out: str) -> Run:
 
 def run_wrk(port: int, duration: float, connections: int) -> Run:
     cmd = [*_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
-           f"http://127.0.0.1:{port}/ping"]
+           "-H", "X-User-ID: u-42", f"http://127.0.0.1:{port}/ping"]
     return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
@@ -409,21 +409,28 @@ class AsgiTarget:
             self._stop = None
 
 
+def physical_case() -> Case:
+    """The bare app plus a middleware that only appends two constant RateLimit headers."""
+    return Case("physical limit", "benchmarks.apps.physical:app")
+
+
 def cases(algorithms: list[str], only: set[str] | None, storages: list[str]) -> list[Case]:
-    out: list[Case] = []
+    out: list[Case] = [physical_case()]
     for storage in storages:
         for algo in algorithms:
             for scenario in ("allowed", "refused"):
                 out.append(Case("ours", "benchmarks.apps.ours:app", scenario, storage, algo))
         out.append(Case("ours 3 rules", "benchmarks.apps.ours:app", "allowed", storage, algorithms[0],
                         {"BENCH_RULES": "3"}))
+        out.append(Case("ours 10 rules", "benchmarks.apps.ours:app", "allowed", storage, algorithms[0],
+                        {"BENCH_RULES": "10"}))
         out.append(Case("ours headers:none", "benchmarks.apps.ours:app", "allowed", storage, algorithms[0],
                         {"BENCH_HEADERS": "none"}))
         for name, app in OTHERS.items():
             for scenario in ("allowed", "refused"):
                 out.append(Case(name, app, scenario, storage))
-    if only:
-        out = [c for c in out if c.name.split()[0] in only]
+    if only:  # the physical limit is ours' yardstick: it comes with ours
+        out = [c for c in out if c.name.split()[0] in only or (c.name == "physical limit" and "ours" in only)]
     return out
 
 
@@ -477,7 +484,7 @@ def count_instructions(todo: list[Case], redis_url: str, n: int, concurrency: in
     """Instructions per request of bare and each case of ours (keyed by ``Case.key``), or
     nothing, with what was done or why not."""
     reason = instructions.unavailable()
-    ours = [c for c in todo if c.name.startswith("ours")]
+    ours = [c for c in todo if c.name.startswith("ours") or c.name == physical_case().name]
     if reason is None and not ours:
         reason = "no case of ours to count"
     if reason is not None:

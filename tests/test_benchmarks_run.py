@@ -52,10 +52,11 @@ def test_a_small_in_process_run_writes_ratios_with_their_spread_and_skips_instru
     assert meta["driver"] == "asgi" and meta["repeat"] == 3 and meta["method"] == "paired"
     assert "valgrind" in meta["instructions"]["skipped"]
     keys = [(r["case"], r["scenario"]) for r in rows]
-    assert keys == [("bare", "allowed"), ("ours fixed_window", "allowed"), ("ours fixed_window", "refused"),
-                    ("ours 3 rules fixed_window", "allowed"), ("ours headers:none fixed_window", "allowed")]
+    assert keys == [("bare", "allowed"), ("physical limit", "allowed"), ("ours fixed_window", "allowed"),
+                    ("ours fixed_window", "refused"), ("ours 3 rules fixed_window", "allowed"),
+                    ("ours 10 rules fixed_window", "allowed"), ("ours headers:none fixed_window", "allowed")]
     # one bare run first, then each case's 3 runs each followed by a bare run
-    assert len(meta["bare_runs"]) == 1 + 3 * 4
+    assert len(meta["bare_runs"]) == 1 + 3 * 6
     for r in rows[1:]:
         assert len(r["runs"]) == 3 and len(r["pair_ratios"]) == 3 and len(r["bare_runs"]) == 4
         assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
@@ -107,6 +108,32 @@ async def test_the_headers_none_case_sends_no_ratelimit_headers_and_the_default_
     assert "ratelimit" in default and "ratelimit-policy" in default
     none = await headers(_load_ours(monkeypatch, BENCH_HEADERS="none"))
     assert not [k for k in none if k.lower().startswith(("ratelimit", "x-ratelimit"))]
+
+
+async def test_the_rule_count_cases_apply_their_rules_and_the_physical_limit_writes_the_two_headers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def headers(app: object) -> httpx.Headers:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                     headers={"X-User-ID": "u-42"}) as client:
+            response = await client.get("/ping")
+        assert response.status_code == 200 and response.json() == {"ok": True}
+        return response.headers
+
+    def policies(h: httpx.Headers) -> list[str]:
+        return [item.split(";")[0] for item in h["ratelimit-policy"].split(", ")]
+
+    assert policies(await headers(_load_ours(monkeypatch))) == ['"ping"']
+    assert policies(await headers(_load_ours(monkeypatch, BENCH_RULES="3"))) == ['"ping"', '"everyone"', '"per-user"']
+    # ten rules in the file: seven apply to GET /ping (the shadow one shows no headers), one has two windows
+    assert policies(await headers(_load_ours(monkeypatch, BENCH_RULES="10"))) == [
+        '"ping"', '"everyone"', '"per-user"', '"per-path"', '"per-path-1h"', '"per-user-hour"', '"top-level"']
+    for mod in [m for m in sys.modules if m.startswith("benchmarks.apps")]:
+        monkeypatch.delitem(sys.modules, mod)
+    from benchmarks.apps import physical
+
+    h = await headers(physical.app)
+    assert policies(h) == ['"ping"'] and h["ratelimit"].startswith('"ping";r=')
 
 
 @pytest.mark.timeout(900)  # valgrind is slow, and slower still on a busy machine: a failure bound

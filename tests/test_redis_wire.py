@@ -1,12 +1,16 @@
 """The store's own pipelined connection for decisions (storage/wire.py), on a real Redis:
 what it does when the server loses the script, drops the connection, stops answering, or
-when the store moves to another event loop; and the redis-py path it falls back on."""
+when the store moves to another event loop; its handshake (AUTH with a user, SELECT, the
+client name, a refused password, TLS); and the redis-py path it falls back on."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 
+import pytest
 import redis
 import redis.asyncio
 
@@ -16,7 +20,7 @@ from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.breaker import BreakerStore
 from fastapi_ratelimits.storage.memory import MemoryStore
 from fastapi_ratelimits.storage.redis import RedisStore
-from support.servers import RedisServer
+from support.servers import RedisServer, free_port, redis_server
 from support.timing import StallMeter, Stopwatch
 
 HOUR = 3_600_000_000
@@ -175,23 +179,73 @@ async def test_without_the_wire_decisions_go_through_redis_py(redis_url: str, ke
 
 
 
-def test_a_redis_py_whose_connections_keep_the_stream_elsewhere_gets_the_pool_path(redis_url: str) -> None:
-    """The wire takes over ``_reader``/``_writer`` of a connected connection (redis-py 5 to 8);
-    connections without them (a later redis-py) must leave decisions on the pool path."""
+def test_a_connection_class_of_the_users_own_gets_the_pool_path(redis_url: str) -> None:
+    """The wire connects as the pool's connections would, read from redis-py's public API;
+    a connection class it does not know (the user's own) leaves decisions on the pool path."""
     from fastapi_ratelimits.storage.redis import _wire_for
 
     pool = redis.asyncio.ConnectionPool.from_url(redis_url)
     assert _wire_for(pool, 1000) is not None  # this redis-py: the wire
 
-    class Later:
-        """A pool of a redis-py whose connections hold their stream under other names."""
+    class Mine(redis.asyncio.Connection):
+        pass
 
-        connection_kwargs = pool.connection_kwargs
+    assert _wire_for(redis.asyncio.ConnectionPool.from_url(redis_url, connection_class=Mine), 1000) is None
+    assert _wire_for(redis.asyncio.ConnectionPool.from_url(redis_url, protocol=3), 1000) is None
 
-        def make_connection(self) -> object:
-            class Conn:
-                stream = None
 
-            return Conn()
+async def test_the_wire_authenticates_selects_its_database_and_names_itself() -> None:
+    with redis_server("--user", "rl", "on", ">s3cret", "~*", "&*", "+@all") as server:
+        store = RedisStore.from_url(f"redis://rl:s3cret@127.0.0.1:{server.port}/3?client_name=rl-wire",
+                                    key_prefix="auth", timeout_ms=5000)
+        admin = redis.Redis(port=server.port, db=3)
+        try:
+            answers = await asyncio.gather(*(store.decide([check(limit=2)], NOW) for _ in range(3)))
+            names = [c.get("name") for c in admin.client_list()]
+            in_db3 = admin.dbsize()
+            in_db0 = redis.Redis(port=server.port).dbsize()
+        finally:
+            await store.aclose()
+            admin.close()
+        assert store.wire is not None and store.wire.opened == 1
+        assert [a[0].allowed for a in answers] == [True, True, False]
+        assert "rl-wire" in names
+        assert in_db3 == 1 and in_db0 == 0
+        wrong = RedisStore.from_url(f"redis://rl:nope@127.0.0.1:{server.port}/0", key_prefix="auth", timeout_ms=5000)
+        try:
+            refused = await asyncio.gather(*(wrong.decide([check()], NOW) for _ in range(2)), return_exceptions=True)
+        finally:
+            await wrong.aclose()
+        assert all(isinstance(r, StorageError) and "refused the connection" in str(r) for r in refused), refused
 
-    assert _wire_for(Later(), 1000) is None
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed key and certificate for 127.0.0.1 (openssl, as .ci/run installs it)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+async def test_the_wire_speaks_tls_with_the_clients_own_certificate_settings(certificate: tuple[Path, Path]) -> None:
+    key, cert = certificate
+    tls_port = free_port()
+    with redis_server("--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                      "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"):
+        store = RedisStore.from_url(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", key_prefix="tls",
+                                    timeout_ms=5000)
+        try:
+            answers = await asyncio.gather(*(store.decide([check(limit=2)], NOW) for _ in range(3)))
+        finally:
+            await store.aclose()
+        assert store.wire is not None and store.wire.opened == 1
+        assert [a[0].allowed for a in answers] == [True, True, False]
+        # a client that does not trust the server's certificate is refused by its own TLS settings
+        untrusting = RedisStore.from_url(f"rediss://127.0.0.1:{tls_port}/0", key_prefix="tls", timeout_ms=5000)
+        try:
+            failed = await asyncio.gather(untrusting.decide([check()], NOW), return_exceptions=True)
+        finally:
+            await untrusting.aclose()
+        assert isinstance(failed[0], StorageError) and "CERTIFICATE_VERIFY_FAILED" in str(failed[0]), failed

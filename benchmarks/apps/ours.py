@@ -1,5 +1,7 @@
-"""The same app protected by fastapi-ratelimits: one rule per IP (BENCH_RULES=3 adds a
-global rule and a per-path one, all deciding in the same single round trip).
+"""The same app protected by fastapi-ratelimits: one rule per IP. BENCH_RULES=3 adds a
+global rule and a per-user one (``user: header:X-User-ID``, which every benchmark request
+carries); BENCH_RULES=10 is a large file (globs, a tier, two windows, a shadow rule, three
+rules that do not apply to ``GET /ping``). All of a request's rules decide in one store call.
 
 BENCH_HEADERS sets ``defaults.headers`` (ietf, the default, writes ``RateLimit`` and
 ``RateLimit-Policy`` on every answer; ``none`` writes neither, as slowapi and
@@ -24,12 +26,37 @@ async def ping() -> dict[str, bool]:
 extra = {"max_delay": "0s", "burst": LIMIT_N} if ALGORITHM == "queue" else {}
 rules = [{"name": "ping", "match": {"path": "/ping"}, "scope": "ip", "algorithm": ALGORITHM, "limit": LIMIT_TEXT,
           **extra}]
-if RULES > 1:
-    rules.append({"name": "everyone", "match": {"path": "/**"}, "scope": "global", "algorithm": ALGORITHM,
-                  "limit": f"{ALLOWED_N}/second", **extra})
-if RULES > 2:
-    rules.append({"name": "per-path", "match": {"path": "/{name}"}, "scope": "ip", "algorithm": ALGORITHM,
-                  "limit": f"{ALLOWED_N}/second", **extra})
+WIDE = f"{ALLOWED_N}/second"
+if RULES == 3:  # three identities: the client address, nobody (global), the user of X-User-ID
+    rules += [
+        {"name": "everyone", "match": {"path": "/**"}, "scope": "global", "algorithm": ALGORITHM, "limit": WIDE,
+         **extra},
+        {"name": "per-user", "match": {"path": "/**"}, "scope": "user", "algorithm": ALGORITHM,
+         "limit": WIDE, **extra},
+    ]
+elif RULES == 10:  # a realistic large file: globs, tiers, two windows, a shadow rule; 7 apply to GET /ping
+    rules += [
+        {"name": "everyone", "match": {"path": "/**"}, "scope": "global", "algorithm": ALGORITHM, "limit": WIDE,
+         **extra},
+        {"name": "per-user", "match": {"path": "/**"}, "scope": "user", "algorithm": ALGORITHM, "limit": WIDE,
+         "overrides": [{"when": {"header": {"X-Plan": "pro"}}, "limit": f"{ALLOWED_N}/second"}], **extra},
+        {"name": "per-path", "match": {"path": "/{name}"}, "scope": "ip", "algorithm": ALGORITHM,
+         "limits": [WIDE, f"{ALLOWED_N}/hour"], **extra},
+        {"name": "api", "match": {"path": "/api/**"}, "scope": "user", "algorithm": ALGORITHM, "limit": WIDE,
+         **extra},
+        {"name": "writes", "match": {"path": "/**", "methods": ["POST", "PUT", "PATCH", "DELETE"]}, "scope": "ip",
+         "algorithm": ALGORITHM, "limit": WIDE, **extra},
+        {"name": "probe", "match": {"path": "/p*"}, "scope": "ip", "algorithm": ALGORITHM, "limit": WIDE,
+         "mode": "shadow", **extra},
+        {"name": "admin", "match": {"path": "/admin/**"}, "scope": "ip", "algorithm": ALGORITHM, "limit": WIDE,
+         **extra},
+        {"name": "per-user-hour", "match": {"path": "/**"}, "scope": "user", "algorithm": ALGORITHM,
+         "limit": f"{ALLOWED_N}/hour", **extra},
+        {"name": "top-level", "match": {"path": "/*"}, "scope": "ip", "algorithm": ALGORITHM, "limit": WIDE,
+         **extra},
+    ]
+elif RULES != 1:
+    raise SystemExit(f"BENCH_RULES is 1, 3 or 10, not {RULES}")
 
 install(
     app,
@@ -40,6 +67,7 @@ install(
             "key_prefix": PREFIX,
             "timeout_ms": 1000,
         },
+        "identities": {"user": "header:X-User-ID"},
         "defaults": {"headers": HEADERS},
         "rules": rules,
     },

@@ -32,7 +32,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,9 +42,13 @@ from .storage.base import Check, CheckResult
 from .storage.memory import MemoryStore
 from .storage.refusals import RefusalCache
 
-if TYPE_CHECKING:
-    from .engine import Prepared
-    from .install import RateLimits
+
+class Named(Protocol):
+    """A rule as the tab reads it (the engine's ``CompiledRule``): its name."""
+
+    @property
+    def name(self) -> str: ...
+
 
 log = logging.getLogger("fastapi_ratelimits")
 _bad_cost = PacedLog(log, interval_s=10.0, max_lines_per_interval=5, level=logging.WARNING, what="bad cost lines")
@@ -288,19 +292,20 @@ def units_counter(registry: Any) -> Any:
     return counter
 
 
-def tab_for(budgets: Mapping[str, Budget], prep: Prepared, results: Sequence[CheckResult], store: Any,
-            scope: Scope, clock: Callable[[], int] | None, limits: RateLimits) -> Tab | None:
-    """The tab of an admitted request, when a budget rule of it took its reserve."""
+def tab_for(budgets: Mapping[str, Budget], rules: Sequence[Named], results: Sequence[CheckResult], store: Any,
+            scope: Scope, clock: Callable[[], int] | None, costs: Mapping[str, CostFn], registry: Any) -> Tab | None:
+    """The tab of an admitted request (its ``rules`` and the store's ``results``), when a
+    budget rule of it took its reserve; ``costs`` and the metrics ``registry`` are the handle's."""
     found: list[Budget] = []
     checks: list[Check] = []
-    for crule, res in zip(prep.rules, results, strict=True):
+    for crule, res in zip(rules, results, strict=True):
         budget = budgets.get(crule.name)
         if budget is not None and res.committed:
             found.append(budget)
             checks.append(res.check)
     if not found:
         return None
-    return Tab(found, checks, store, scope, clock, limits.costs, units_counter(limits.metrics.registry))
+    return Tab(found, checks, store, scope, clock, costs, units_counter(registry))
 
 
 async def run(app: ASGIApp, tab: Tab, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .algorithms.base import LimitResult
+from .algorithms.base import LimitParams, LimitResult
 
-if TYPE_CHECKING:
-    from .engine import LimitSet
+
+class LimitPieces(Protocol):
+    """What a decision and its headers read of one tier of one rule's limits (the
+    engine's ``LimitSet``): names, windows and the header pieces computed once
+    (``headers.pieces``; ``dialect`` is a ``headers.Dialect``, a layer above this one)."""
+
+    @property
+    def params(self) -> tuple[LimitParams, ...]: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def windows_s(self) -> tuple[int, ...]: ...
+    @property
+    def dialect(self) -> Any: ...
+    @property
+    def bits(self) -> int: ...
+    @property
+    def policy(self) -> bytes: ...
+    @property
+    def policy_items(self) -> tuple[bytes, ...]: ...
+    @property
+    def formats(self) -> tuple[bytes, ...]: ...
+    @property
+    def pk_salt(self) -> bytes | None: ...
 
 
 @dataclass(slots=True)
@@ -21,7 +43,7 @@ class RuleOutcome:
     shadow: bool
     committed: bool  # its units were taken
     results: tuple[LimitResult, ...]  # per limit, in the rule's order; empty when the store was down
-    limits: LimitSet  # names, windows and precomputed header pieces
+    limits: LimitPieces  # names, windows and precomputed header pieces
     headers: str  # header dialect of this rule: ietf-10 | legacy | both | none (a registered name)
     cost: int = 1
 

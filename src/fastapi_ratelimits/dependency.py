@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -36,9 +35,9 @@ from .decision import Decision
 from .engine import CompiledRule, verdict
 from .fallback import decide_checks
 from .headers import rate_limit_headers
-from .identity import Identity, RequestView, _builtin, _from_callable
-from .middleware import DEPENDENCY_KEY, SCOPE_KEY
+from .identity import Identity, RequestView, builtin_identity, callable_identity
 from .registry import IdentityFn, get_algorithm
+from .scopekeys import DEPENDENCY_KEY, SCOPE_KEY
 from .storage.base import compact_key
 from .storage.memory import MemoryStore
 
@@ -72,7 +71,11 @@ def setup_app(app: Any) -> None:
 
 
 def _default_name(depth: int = 2) -> str:
-    frame = sys._getframe(depth)
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        frame = frame.f_back if frame is not None else None
+    if frame is None:  # a Python without frames
+        return "limit"
     module = str(frame.f_globals.get("__name__", "app"))
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{module}-L{frame.f_lineno}")
     return name[-64:].lstrip("_.-") or "limit"
@@ -84,10 +87,10 @@ class RateLimitDependency:
     def __init__(self, rule: Rule, scope: str | IdentityFn) -> None:
         self._scope = scope
         if callable(scope):
-            identity = _from_callable(getattr(scope, "__name__", "fn").replace("<", "").replace(">", "") or "fn", scope)
+            identity = callable_identity(getattr(scope, "__name__", "fn").replace("<", "").replace(">", "") or "fn", scope)
             self._named: str | None = None
         elif scope in ("ip", "global") or ":" in scope:
-            identity = _builtin(scope, scope)
+            identity = builtin_identity(scope, scope)
             self._named = None
         else:  # a named identity of the installed rules file (or register_identity), found per request
             identity = Identity(scope, "named", lambda view: None)
@@ -95,6 +98,10 @@ class RateLimitDependency:
         self.rule = CompiledRule(rule, -1, _DEFAULT_CONFIG, identity)
         self._store: MemoryStore | None = None
         self._resolver = ClientIPResolver()
+
+    def openapi_limit(self) -> tuple[str, int, str]:
+        """``(name, status, header mode)``: how the schema documents this limit (:mod:`.openapi`)."""
+        return self.rule.name, self.rule.status, self.rule.headers
 
     def _identity(self, handle: Any) -> Identity:
         if self._named is None:
@@ -111,12 +118,11 @@ class RateLimitDependency:
         scope = request.scope
         handle = scope.get(SCOPE_KEY)
         if handle is not None:
-            if handle._code_rules.get(self.rule.name) is not self.rule:
-                handle._code_rules[self.rule.name] = self.rule
-            store = handle.store or await handle._ensure_store()
-            local = handle._local
+            handle.use_code_rule(self.rule)
+            store = handle.store or await handle.ensure_store()
+            local = handle.local_store
             resolver = handle.engine.client_ip
-            now = handle._now()
+            now = handle.now_us()
         else:
             if self._store is None:
                 self._store = MemoryStore()
@@ -142,7 +148,7 @@ class RateLimitDependency:
         results, error, fallback = await decide_checks(store, local, [check], [crule], [ls], now)
         decision = verdict([crule], [ls], results, error, fallback, [check])
         if handle is not None:
-            handle._notify_decision(decision, time.perf_counter() - t0)
+            handle.notify_decision(decision, time.perf_counter() - t0)
         scope.setdefault(DEPENDENCY_KEY, []).append(decision)
         headers = {k.decode(): v.decode() for k, v in rate_limit_headers(decision)}
         if not decision.allowed:

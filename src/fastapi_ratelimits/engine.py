@@ -20,20 +20,21 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Scope
 
 from .admin import admin_templates
-from .algorithms.base import LimitParams
+from .algorithms.base import LimitParams, LimitResult
 from .budgets import compile_budgets
 from .clientip import ClientIP, ClientIPResolver, IPNetwork, in_networks, parse_networks
 from .config.models import Override, RateLimitsConfig, Rule, When
 from .decision import Decision, RuleOutcome
 from .fallback import after_store_error
-from .headers import Admit, Dialect, admit_for, admitted_headers, get_dialect, pieces
+from .headers import Admit, Dialect, Write, admit_for, admitted_headers, get_dialect, numbers_writer, pieces
 from .identity import Identity, RequestView, compile_identities, lookup
 from .matching import DOCS_PATHS, Matcher, Plan, RuleMatch
+from .metrics import MetricsLike
 from .rates import Rate, window_label
 from .registry import IdentityFn, get_algorithm
 from .routes import RouteTable
@@ -182,6 +183,16 @@ class CompiledRule:
                 return tier
         return self.base
 
+    def tier_index(self, view: RequestView) -> int:
+        """Which tier applies to the request: its index in ``tiers``, or -1 for the base."""
+        for i, (cond, _) in enumerate(self.tiers):
+            if cond.holds(view):
+                return i
+        return -1
+
+    def tier(self, index: int) -> LimitSet:
+        return self.base if index < 0 else self.tiers[index][1]
+
     def key_for(self, value: str) -> str:
         return self.identity.key_for(value)
 
@@ -204,6 +215,17 @@ class Prepared:
     pending: list[tuple[int, Any]] | None = None
     # headers and delay of the request once the store admitted it (None: refused)
     admit: Admit | None = None
+    # its headers from the memory store's numbers (``MemoryStore.admit_sync``), when it can
+    write: Write | None = None
+    # the metrics counter of requests these rules admitted, and the metrics it belongs to
+    counter: list[int] | None = None
+    counted_by: object = None
+
+    def count_with(self, metrics: MetricsLike) -> list[int]:
+        """The counter of ``metrics`` for requests these rules admit (kept for the next one)."""
+        self.counter = metrics.admitted_counter(tuple(r.name for r in self.rules))
+        self.counted_by = metrics
+        return self.counter
 
     def admitted(self, results: Sequence[CheckResult]) -> tuple[list[tuple[bytes, bytes]], int] | None:
         """The headers and queue delay (us) when the store's ``results`` admit the
@@ -212,39 +234,131 @@ class Prepared:
             return self.admit(results)
         return admitted_headers(self.rules, self.sets, results)
 
+    def results_from(self, numbers: Sequence[int]) -> list[CheckResult]:
+        """The store's results rebuilt from the numbers of an admitted request (what the
+        headers need: remaining, and the reset in whole seconds)."""
+        out: list[CheckResult] = []
+        i = 0
+        for check in self.checks:
+            found = []
+            for p in check.limits:
+                found.append(LimitResult(True, p.limit, numbers[i], numbers[i + 1] * 1_000_000, 0, 0))
+                i += 2
+            out.append(CheckResult(check, True, tuple(found), True))
+        return out
 
-class _Simple:
-    """A plan whose rules are keyed by the client address or by nothing (``ip``, ``global``,
-    no tiers): the same rules and limit sets for every request, so the :class:`Prepared`
-    of each client is built once and kept (bounded; nothing mutates it: it never has
-    pending identities)."""
 
-    __slots__ = ("admit", "by_client", "plan", "rules", "sets")
+_UNSEEN = cast("Prepared", object())  # not in a cache
+_CACHED_VALUES_MAX = 256  # identity values longer than this (together) are not kept as a cache key
+
+
+class Program:
+    """A plan's rules compiled for requests, once per (method, route).
+
+    Each identity the rules read is resolved once per request (three rules keyed by the
+    client address, a header and nothing read the address and the header once), and each
+    tier's condition once. The combination of those values decides everything else: which
+    rules are skipped for a missing identity, each check's key and limits, the function
+    that writes the headers. So the :class:`Prepared` of each combination is built once and
+    kept (bounded; nothing mutates one that has no pending identities). Rules keyed by a
+    callable identity (which may be async, or return anything) are resolved each time by
+    :meth:`Engine.prepare_each`.
+    """
+
+    __slots__ = ("admits", "by_values", "identities", "plan", "readers", "rules", "simple", "tiered")
 
     def __init__(self, plan: Plan[CompiledRule]) -> None:
         self.plan = plan
-        self.rules = list(plan.rules)
-        self.sets = [r.base for r in plan.rules]
-        self.admit = admit_for(self.rules, self.sets)
-        self.by_client: dict[str, Prepared] = {}
+        self.rules = plan.rules
+        identities: list[Identity] = []
+        readers: list[int] = []  # per rule: index of its identity in ``identities``, -1 for ip and global
+        for r in self.rules:
+            if r.kind in ("ip", "global"):
+                readers.append(-1)
+                continue
+            if r.identity not in identities:
+                identities.append(r.identity)
+            readers.append(identities.index(r.identity))
+        self.identities = tuple(identities)
+        self.readers = tuple(readers)
+        self.tiered = tuple(i for i, r in enumerate(self.rules) if r.tiers)
+        self.simple = not self.identities and not self.tiered  # nothing to read but the client address
+        self.by_values: dict[Any, Prepared | None] = {}  # None: every rule skipped
+        self.admits: dict[Any, tuple[Admit, Write | None]] = {}  # per (rules skipped, tiers): header writers
 
-    def prepared(self, client: ClientIP) -> Prepared:
-        key = client.key
-        prep = self.by_client.get(key)
-        if prep is None:
-            checks = [r.ip_check(key) if r.fixed_check is None else r.fixed_check for r in self.rules]
-            prep = Prepared(self.rules, self.sets, checks, self.plan, client, [], None, self.admit)
-            if len(self.by_client) >= _IP_CHECKS:
-                self.by_client.clear()
-            self.by_client[key] = prep
+    @staticmethod
+    def compilable(plan: Plan[CompiledRule]) -> bool:
+        return all(r.kind != "callable" and not r.identity.is_async for r in plan.rules)
+
+    def prepare(self, scope: Scope, client: ClientIP) -> Prepared | None:
+        if self.simple:  # keyed by the client address or by nothing
+            prep = self.by_values.get(client.key, _UNSEEN)
+            return prep if prep is not _UNSEEN else self._build(client.key, client, (), ())
+        plan = self.plan
+        view = RequestView(scope, client, plan.route.path_params if plan.route is not None else {})
+        values: list[str | None] = []
+        size = 0
+        for identity in self.identities:
+            try:
+                value = identity.resolve(view)
+            except Exception:
+                log.warning("identity %r failed; treated as missing", identity.name, exc_info=True)
+                value = None
+            if value is not None:
+                if not isinstance(value, str):  # pragma: no cover - the built-ins give str
+                    value = str(value)
+                size += len(value)
+            values.append(value)  # type: ignore[arg-type]
+        tiers = tuple(self.rules[i].tier_index(view) for i in self.tiered) if self.tiered else ()
+        key = (client.key, *values, *tiers)
+        prep = self.by_values.get(key, _UNSEEN)
+        if prep is not _UNSEEN:
+            return prep
+        return self._build(key if size <= _CACHED_VALUES_MAX else None, client, values, tiers)
+
+    def _build(self, key: Any, client: ClientIP, values: Sequence[str | None], tiers: Sequence[int]) -> Prepared | None:
+        rules: list[CompiledRule] = []
+        sets: list[LimitSet] = []
+        checks: list[Check] = []
+        skipped: list[str] = []
+        tier_of = dict(zip(self.tiered, tiers, strict=True))
+        for i, crule in enumerate(self.rules):
+            reader = self.readers[i]
+            ls = crule.tier(tier_of[i]) if i in tier_of else crule.base
+            if reader < 0:
+                if crule.fixed_check is not None:  # global, no tiers: the same check every time
+                    check = crule.fixed_check
+                elif crule.kind == "ip" and not crule.tiers:
+                    check = crule.ip_check(client.key)
+                else:
+                    check = crule.check(crule.identity.prefix + ("all" if crule.kind == "global" else client.key), ls)
+            else:
+                found = values[reader]
+                if found is None:
+                    if crule.skip_missing:
+                        skipped.append(crule.name)
+                        continue
+                    check = crule.check("ip:" + client.key, ls)
+                else:  # a long value is hashed at once: nothing kept holds it (see compact_key)
+                    full = crule.identity.prefix + found
+                    check = crule.check(full if len(full) <= MAX_KEY_BYTES else compact_key(full), ls)
+            rules.append(crule)
+            sets.append(ls)
+            checks.append(check)
+        prep: Prepared | None = None
+        if checks:
+            shape = (tuple(skipped), tuple(tiers))
+            writers = self.admits.get(shape)
+            if writers is None:
+                # one check of one limit: the memory store's own path for it, then the results' writer
+                one = len(checks) == 1 and len(checks[0].limits) == 1
+                writers = self.admits[shape] = (admit_for(rules, sets), None if one else numbers_writer(rules, sets))
+            prep = Prepared(rules, sets, checks, self.plan, client, skipped, None, writers[0], writers[1])
+        if key is not None:
+            if len(self.by_values) >= _IP_CHECKS:
+                self.by_values.clear()
+            self.by_values[key] = prep
         return prep
-
-
-def _simple_plan(plan: Plan[CompiledRule]) -> _Simple | bool:
-    """A :class:`_Simple` for a plan whose rules need nothing but the client address; else False."""
-    if all(not r.tiers and (r.kind == "ip" or r.fixed_check is not None) for r in plan.rules):
-        return _Simple(plan)
-    return False
 
 
 class Engine:
@@ -291,12 +405,20 @@ class Engine:
         client = self.client_ip.resolve(scope)
         if client.exempt:
             return None
-        simple = plan.extra
-        if simple is None:  # once per plan: do its rules need anything but the client address?
-            simple = plan.extra = _simple_plan(plan)
-        if simple is not False:
-            prep: Prepared | None = simple.by_client.get(client.key)  # type: ignore[union-attr]
-            return prep if prep is not None else simple.prepared(client)  # type: ignore[union-attr]
+        program = plan.extra
+        if program is None:  # once per plan
+            program = plan.extra = Program(plan) if Program.compilable(plan) else False
+        if program is not False:
+            if program.simple:  # keyed by the client address or by nothing: one lookup
+                prep = program.by_values.get(client.key, _UNSEEN)
+                if prep is not _UNSEEN:
+                    return prep  # type: ignore[no-any-return]
+            return program.prepare(scope, client)  # type: ignore[no-any-return]
+        return self.prepare_each(scope, plan, client)
+
+    def prepare_each(self, scope: Scope, plan: Plan[CompiledRule], client: ClientIP) -> Prepared | None:
+        """:meth:`prepare` for a plan with callable identities: each rule's identity
+        resolved for this request (async ones left pending)."""
         view: RequestView | None = None
         rules: list[CompiledRule] = []
         sets: list[LimitSet] = []

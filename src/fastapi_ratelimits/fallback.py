@@ -31,13 +31,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .algorithms.base import LimitParams
 from .logs import Escaped, PacedLog
 from .storage.base import Check, CheckResult, Store
 
-if TYPE_CHECKING:
-    from .engine import CompiledRule, LimitSet
+
+class RulePolicy(Protocol):
+    """What ``on_error`` reads of a rule (the engine's ``CompiledRule``)."""
+
+    @property
+    def on_error(self) -> str: ...
+    @property
+    def shadow(self) -> bool: ...
+
+
+class LocalLimits(Protocol):
+    """The limits a rule decides on the local store (``LimitSet.local``)."""
+
+    @property
+    def local(self) -> tuple[LimitParams, ...]: ...
 
 log = logging.getLogger("fastapi_ratelimits")
 _LOG_EVERY = 10.0  # seconds between two warnings about a failing store
@@ -52,8 +66,8 @@ def _warn(exc: BaseException) -> str:
     return message
 
 
-async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rules: Sequence[CompiledRule],
-                        sets: Sequence[LimitSet], now_us: int | None = None) -> Outcome:
+async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rules: Sequence[RulePolicy],
+                        sets: Sequence[LocalLimits], now_us: int | None = None) -> Outcome:
     """Results of the checks (None: deny), the store's error if any, and the policy used."""
     try:
         return await store.decide(checks, now_us), None, None
@@ -61,7 +75,7 @@ async def decide_checks(store: Store, local: Store, checks: Sequence[Check], rul
         return await after_store_error(exc, local, checks, rules, sets, now_us)
 
 
-def policy(rules: Sequence[CompiledRule]) -> str:
+def policy(rules: Sequence[RulePolicy]) -> str:
     """Which ``on_error`` decides a batch of these rules: deny, local or allow (see above)."""
     local = False
     for r in rules:
@@ -71,8 +85,8 @@ def policy(rules: Sequence[CompiledRule]) -> str:
     return "local" if local else "allow"
 
 
-async def after_store_error(exc: BaseException, local: Store, checks: Sequence[Check], rules: Sequence[CompiledRule],
-                            sets: Sequence[LimitSet], now_us: int | None = None) -> Outcome:
+async def after_store_error(exc: BaseException, local: Store, checks: Sequence[Check], rules: Sequence[RulePolicy],
+                            sets: Sequence[LocalLimits], now_us: int | None = None) -> Outcome:
     """``decide_checks`` once the store has failed with ``exc``."""
     error = _warn(exc)
     chosen = policy(rules)

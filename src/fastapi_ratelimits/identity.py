@@ -109,7 +109,7 @@ def _nonempty(value: str | None) -> str | None:
     return value if value else None
 
 
-def _builtin(name: str, spec: str) -> Identity:
+def builtin_identity(name: str, spec: str) -> Identity:
     kind, arg = parse_identity_spec(spec)
     if kind == "ip":
         return Identity(name, "ip", lambda v: v.client.key)
@@ -131,7 +131,7 @@ def _builtin(name: str, spec: str) -> Identity:
     return Identity(name, "path", path_param)
 
 
-def _from_callable(name: str, fn: IdentityFn) -> Identity:
+def callable_identity(name: str, fn: IdentityFn) -> Identity:
     from starlette.requests import HTTPConnection, Request
 
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
@@ -155,11 +155,11 @@ def compile_identities(file_identities: Mapping[str, str],
     Precedence: ``install(identities=...)``, then the file's ``identities``, then
     ``register_identity``, then the built-ins ``ip`` and ``global``.
     """
-    out: dict[str, Identity] = {"ip": _builtin("ip", "ip"), "global": _builtin("global", "global")}
+    out: dict[str, Identity] = {"ip": builtin_identity("ip", "ip"), "global": builtin_identity("global", "global")}
     for name, spec in file_identities.items():
-        out[name] = _builtin(name, spec)
+        out[name] = builtin_identity(name, spec)
     for name, fn in (callables or {}).items():
-        out[name] = _from_callable(name, fn)
+        out[name] = callable_identity(name, fn)
     return out
 
 
@@ -171,6 +171,6 @@ def lookup(identities: dict[str, Identity], name: str) -> Identity:
     fn = get_identity(name)
     if fn is None:
         raise KeyError(f"unknown identity {name!r}")
-    identity = _from_callable(name, fn)
+    identity = callable_identity(name, fn)
     identities[name] = identity
     return identity

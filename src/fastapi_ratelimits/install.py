@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,20 +35,21 @@ from starlette.responses import Response
 
 from .admin import build_admin_router
 from .admin_page import admin_page_router
-from .budgets import CostFn
+from .budgets import CostFn, Tab, tab_for
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .decision import Decision, RuleOutcome
-from .engine import CompiledRule, Engine, verdict
+from .engine import CompiledRule, Engine, Prepared, verdict
 from .errors import ConfigError
 from .fallback import decide_checks
+from .gate import Gate
 from .logs import RefusalLogger, escape, show_by_default
 from .matching import DOCS_PATHS
 from .metrics import Metrics, MetricsLike, create_metrics
 from .middleware import RateLimitMiddleware
 from .registry import IdentityFn
 from .reload import FileWatcher
-from .storage.base import Store
-from .storage.factory import check_storage, is_memory, open_store
+from .storage.base import CheckResult, Store
+from .storage.factory import check_storage, is_memory, open_store, refusal_cache
 from .storage.memory import MemoryStore
 from .top import TopCallers
 from .websocket import WebSocketLimits
@@ -128,13 +129,11 @@ class RateLimits:
         self._store_loop_check = False  # a lazily opened network store follows the event loop
         self._local = MemoryStore(max_keys=loaded.config.storage.memory_max_keys, clock=self._clock_us)
         # listeners added with add_decision_listener (the handle's own, metrics and refusal
-        # logs, is called first by _notify_decision; an admitted request with no listener
-        # here is counted without building a Decision: see middleware)
+        # logs, is called first by notify_decision; an admitted request with no listener
+        # here is counted without building a Decision: see gate)
         self._decision_listeners: list[Callable[[Decision, float], None]] = []
         self._reload_listeners: list[Callable[[ReloadResult], None]] = []
         self._reload_lock: asyncio.Lock | None = None
-        self._open_lock: asyncio.Lock | None = None
-        self._after_reload: list[Callable[[], None]] = []
         self._code_rules: dict[str, CompiledRule] = {}  # limit() dependencies seen so far
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
@@ -143,17 +142,26 @@ class RateLimits:
         self.top = TopCallers(lambda: self._store, clock=clock or time.time)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
+        #: decides each HTTP request for the middleware (kept current by this handle)
+        self.gate = Gate(self._active.engine, local=self._local, metrics=self.metrics,
+                         notify=self.notify_decision, listeners=self._decision_listeners,
+                         open_store=self.ensure_store, clock_us=self._clock_us, tab_for=self._tab_for)
         self._set_metrics(self.metrics)
         #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
         #: websocket scope
         self.websockets = WebSocketLimits(self)
+
+    def _tab_for(self, rule_budgets: Mapping[str, Any], prep: Prepared, results: Sequence[CheckResult], store: Store,
+                 scope: Any) -> Tab | None:
+        """The budget tab of an admitted request (:mod:`.budgets`), for the gate."""
+        return tab_for(rule_budgets, prep.rules, results, store, scope, self._clock_us, self.costs, self.metrics.registry)
 
     # -- metrics and refusal logs ---------------------------------------------------------
     def _set_metrics(self, metrics: MetricsLike) -> None:
         """Use ``metrics`` (a :class:`Metrics` or ``NoopMetrics``) from now on."""
         self.metrics = metrics
         self._metrics = metrics if isinstance(metrics, Metrics) else None
-        self._count_admitted = metrics.count_admitted
+        self.gate.metrics = metrics
         metrics.top = self.top
         if isinstance(metrics, Metrics):
             metrics.registry.register(self.top.collector())
@@ -206,8 +214,21 @@ class RateLimits:
             raise KeyError(f"unknown rule {name!r}")
         return found
 
-    def _now(self) -> int | None:
+    def now_us(self) -> int | None:
+        """The injected clock's time in microseconds (``install(clock=)``), else None
+        (the store's own clock decides)."""
         return self._clock_us() if self._clock_us is not None else None
+
+    @property
+    def local_store(self) -> Store:
+        """The per-process store of ``on_error: local``."""
+        return self._local
+
+    def use_code_rule(self, rule: CompiledRule) -> None:
+        """Know ``rule``, a ``limit()`` dependency that runs under this handle (admin API,
+        metrics labels, ``reset``)."""
+        if self._code_rules.get(rule.name) is not rule:
+            self._code_rules[rule.name] = rule
 
     # -- the store ----------------------------------------------------------------------
     @property
@@ -221,6 +242,7 @@ class RateLimits:
         self._store = open_store(self.config.storage, self._storage_override, self._clock_us)
         self._store_loop = None
         self._store_loop_check = False
+        self.gate.use_store(self._store, refusal_cache(self._store))
         self._reload_lock = asyncio.Lock()  # of this event loop
         self.top.start()
         if self.watch:
@@ -266,13 +288,14 @@ class RateLimits:
 
     async def _close_store(self) -> None:
         store, self._store = self._store, None
+        self.gate.use_store(None, None)
         if store is not None:
             try:
                 await store.aclose()
             except Exception:
                 log.warning("closing the rate limit store failed", exc_info=True)
 
-    async def _ensure_store(self) -> Store:
+    async def ensure_store(self) -> Store:
         """The store, opened on first use when no lifespan ran. A network store opened that
         way is reopened when the event loop changes (TestClient without ``with`` runs each
         request on a loop of its own; its connections cannot cross loops)."""
@@ -289,28 +312,21 @@ class RateLimits:
             memory = is_memory(self._storage_override)
         self._store_loop_check = not memory
         self._store_loop = loop
+        # a store that follows the event loop is asked for on each request
+        self.gate.use_store(None if self._store_loop_check else store, refusal_cache(store))
         return store
 
     async def ready_store(self) -> Store:
         """The store, opened on first use when no lifespan did (what websockets decide on)."""
         store = self._store
         if store is None or self._store_loop_check:
-            store = await self._ensure_store()
+            store = await self.ensure_store()
         return store
-
-    @property
-    def local_store(self) -> Store:
-        """The per-process memory store of ``on_error: local``."""
-        return self._local
-
-    def now_us(self) -> int | None:
-        """The injected clock (``install(clock=...)``) in microseconds; None: the store's own."""
-        return self._now()
 
     def record_decision(self, decision: Decision, seconds: float) -> None:
         """Count a decision made outside the middleware (websockets): metrics, refusal logs
         and the listeners added with :meth:`add_decision_listener`."""
-        self._notify_decision(decision, seconds)
+        self.notify_decision(decision, seconds)
 
     # -- listeners ----------------------------------------------------------------------
     def add_reload_listener(self, fn: Callable[[ReloadResult], None]) -> None:
@@ -322,7 +338,7 @@ class RateLimits:
         counts metrics and logs refusals)."""
         self._decision_listeners.append(fn)
 
-    def _notify_decision(self, decision: Decision, seconds: float) -> None:
+    def notify_decision(self, decision: Decision, seconds: float) -> None:
         """The handle's own listener (metrics, refusal logs), then those added."""
         try:
             self._observe_decision(decision, seconds)
@@ -374,11 +390,10 @@ class RateLimits:
                 else:
                     self._warn_fixed_settings(old.loaded.config, loaded.config)
                     self._active = _Active(loaded, engine)  # the swap: one assignment
-                    for fn in self._after_reload:
-                        try:
-                            fn()
-                        except Exception:
-                            log.exception("after-reload hook failed")
+                    self.gate.engine = engine
+                    cache = refusal_cache(self._store) if self._store is not None else None
+                    if cache is not None:  # new rules: the refusals known may not hold
+                        cache.clear()
                     self.metrics.set_rules(self._rule_names())
                     self.metrics.config_loaded(loaded.hash, loaded.loaded_at)
                     reload_log.info("rate limit rules reloaded from %s: %d rules, hash %s",
@@ -407,11 +422,11 @@ class RateLimits:
         would be (the rule's base limits; tiers need a request)."""
         crule = self._rule(rule)
         check = crule.check(crule.key_for(key), cost=cost)
-        store = self._store or await self._ensure_store()
+        store = self._store or await self.ensure_store()
         t0 = time.perf_counter()
-        results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self._now())
+        results, error, fallback = await decide_checks(store, self._local, [check], [crule], [crule.base], self.now_us())
         decision = verdict([crule], [crule.base], results, error, fallback, [check])
-        self._notify_decision(decision, time.perf_counter() - t0)
+        self.notify_decision(decision, time.perf_counter() - t0)
         return decision
 
     async def status(self, rule: str, key: str) -> dict[str, Any]:
@@ -420,8 +435,8 @@ class RateLimits:
         crule = self._rule(rule)
         full = crule.key_for(key)
         check = crule.check(full, cost=0)  # the key as it is: a peek that takes nothing
-        store = self._store or await self._ensure_store()
-        res = await store.peek(check, self._now())
+        store = self._store or await self.ensure_store()
+        res = await store.peek(check, self.now_us())
         outcome = RuleOutcome(crule.name, full, res.allowed, crule.shadow, False, res.results, crule.base,
                               crule.headers, 0)
         out: dict[str, Any] = {"rule": crule.name, "key": full, "limits": outcome.limit_states() if check.limits else []}
@@ -429,7 +444,7 @@ class RateLimits:
             out.update(await self.websockets.status(crule.name, full))
         budget = crule.rule.budget
         if budget is not None:  # a cost from the response: what it reads, and whether its reserve fits now
-            fits = await store.peek(crule.check(full, cost=budget.reserve), self._now())
+            fits = await store.peek(crule.check(full, cost=budget.reserve), self.now_us())
             out["budget"] = {"from": budget.source, "name": budget.name, "reserve": budget.reserve,
                              "max": budget.max, "admits": fits.allowed}
         return out
@@ -437,7 +452,7 @@ class RateLimits:
     async def reset(self, rule: str | None = None, key: str | None = None) -> int:
         """Forget one key of one rule, every key of a rule (``key=None``), one key under
         every rule (``rule=None``), or everything. Returns how many keys went."""
-        store = self._store or await self._ensure_store()
+        store = self._store or await self.ensure_store()
         engine = self._active.engine
         if rule is None and key is None:
             return await store.reset() + await self._local.reset()

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from starlette._utils import get_route_path
 from starlette.types import Scope
 
 from .patterns import PathPattern, compile_pattern, normalize_template
@@ -37,6 +36,20 @@ T = TypeVar("T")
 
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
 CACHED_PATH_MAX = 1024  # longer paths are matched every time, not kept (8192 x 64 KB would be 512 MB)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` without the ``root_path`` it starts with (the
+    ASGI rule Starlette's router follows; a mount point that is only a prefix of the first
+    segment is not removed)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    if not root or not path.startswith(root):
+        return path
+    rest = path[len(root):]
+    if not rest:
+        return ""
+    return rest if rest[0] == "/" else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +167,7 @@ class Matcher(Generic[T]):
         if routes is not None and routes.refresh() != self._generation:
             self._generation = routes.generation
             self._cache.clear()
-        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+        path = route_path(scope) if scope.get("root_path") else scope["path"]
         key: tuple[str, ...] = (scope["method"], path)
         host = ""
         if routes is not None and routes.has_hosts:  # Host routes: the route depends on the Host header

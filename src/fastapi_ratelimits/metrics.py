@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 if TYPE_CHECKING:
     from .decision import Decision
-    from .storage.base import CheckResult
+    from .storage.base import Check, CheckResult
     from .top import TopCallers
 
 
@@ -97,6 +97,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
         # rule -> [allowed, limited, shadow_limited, error] (OUTCOMES order); "other" always there
         self._cells: dict[str, list[int]] = {OTHER_RULE: [0, 0, 0, 0]}
+        # requests admitted by exactly these rules -> [count], folded into each rule's
+        # ``allowed`` cell when read (see :meth:`admitted_counter`)
+        self._groups: dict[tuple[str, ...], list[int]] = {}
         self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
         self._latency_sum = [0.0]
         # the other counters are plain counts too, handed over by the same collector: so no
@@ -126,6 +129,7 @@ class Metrics:
         """Declare the rule names of the active config; series of rules gone are removed
         (a rule kept keeps its counts)."""
         rules = frozenset(names)
+        self._fold()
         old = self._cells
         cells = {r: old.get(r) or [0, 0, 0, 0] for r in rules}
         cells[OTHER_RULE] = old[OTHER_RULE]
@@ -178,6 +182,40 @@ class Metrics:
             top.admitted(results)
         return True
 
+    def admitted_counter(self, rules: tuple[str, ...]) -> list[int]:
+        """The counter of requests admitted by exactly these rules, every one allowing (the
+        rules of one request's checks): one integer per request whatever the number of
+        rules, added to each rule's ``allowed`` count when the counts are read. Kept per
+        set of names (there are as many as combinations of rules that apply together)."""
+        cell = self._groups.get(rules)
+        if cell is None:
+            for name in rules:  # a limit() dependency's name becomes a label here, as when counted
+                if name not in self._cells:
+                    self._unknown(name)
+            cell = self._groups[rules] = [0]
+        return cell
+
+    def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
+        """Count one request admitted by the rules of ``counter`` (from :meth:`admitted_counter`),
+        its ``checks`` (for the top callers) and its time."""
+        counter[0] += 1
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum[0] += seconds
+        top = self.top
+        if top is not None:
+            top.admitted(checks)
+
+    def _fold(self) -> None:
+        """Move the admitted counts of rule sets into each rule's ``allowed`` cell."""
+        table = self._cells
+        for rules, cell in list(self._groups.items()):
+            n = cell[0]
+            if not n:
+                continue
+            cell[0] -= n  # not = 0: a request counted meanwhile is kept for the next fold
+            for name in rules:
+                (table.get(name) or table[OTHER_RULE])[0] += n
+
     def observe_decision(self, decision: Decision, seconds: float) -> None:
         """Count every rule's outcome of one decision, its store error if any, and its time.
 
@@ -221,13 +259,25 @@ class Metrics:
     def decision_counts(self) -> dict[str, dict[str, int]]:
         """Decisions so far per rule and outcome, in this process (the admin API's
         ``/decisions``)."""
+        self._fold()
         return {rule: dict(zip(OUTCOMES, list(cells), strict=True)) for rule, cells in list(self._cells.items())}
 
-    def _decision_counts(self) -> list[tuple[str, str, int]]:
+    def decision_series(self) -> list[tuple[str, str, int]]:
+        """``(rule, outcome, count)`` of every series (read when Prometheus scrapes)."""
+        self._fold()
         return [(rule, outcome, n) for rule, cells in list(self._cells.items())
                 for outcome, n in zip(OUTCOMES, list(cells), strict=True)]
 
-    def _latency(self) -> tuple[list[int], float]:
+    def storage_error_count(self) -> int:
+        """Store calls that failed or timed out so far (read when Prometheus scrapes)."""
+        return self._storage_errors[0]
+
+    def reload_counts(self) -> dict[str, int]:
+        """Reloads so far per outcome (read when Prometheus scrapes)."""
+        return dict(self._reloads)
+
+    def latency(self) -> tuple[list[int], float]:
+        """The decision-time histogram: counts per bucket (the last one +Inf) and the sum."""
         return list(self._latency_counts), self._latency_sum[0]
 
     def storage_error(self) -> None:
@@ -309,6 +359,26 @@ class NoopMetrics:
     def decision_counts(self) -> dict[str, dict[str, int]]:
         return {}
 
+    def admitted_counter(self, rules: tuple[str, ...]) -> list[int]:
+        return [0]
+
+    def decision_series(self) -> list[tuple[str, str, int]]:
+        return []
+
+    def latency(self) -> tuple[list[int], float]:
+        return [0] * (len(LATENCY_BUCKETS) + 1), 0.0
+
+    def storage_error_count(self) -> int:
+        return 0
+
+    def reload_counts(self) -> dict[str, int]:
+        return {}
+
+    def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
+        top = self.top
+        if top is not None:
+            top.admitted(checks)
+
     def storage_error(self) -> None:
         return None
 
@@ -341,18 +411,18 @@ class _Collector:
 
         decisions = CounterMetricFamily("ratelimits_decisions", "Rate limit decisions per rule and outcome.",
                                         labels=["rule", "outcome"])
-        for rule, outcome, n in self._metrics._decision_counts():
+        for rule, outcome, n in self._metrics.decision_series():
             decisions.add_metric([rule, outcome], n)
         yield decisions
         m = self._metrics
         yield CounterMetricFamily("ratelimits_storage_errors", "Calls to the counter store that failed or timed out.",
-                                  value=m._storage_errors[0])
+                                  value=m.storage_error_count())
         reloads = CounterMetricFamily("ratelimits_reloads", "Reloads of the rules file by outcome (ok, error, unchanged).",
                                       labels=["outcome"])
-        for outcome, n in m._reloads.items():
+        for outcome, n in m.reload_counts().items():
             reloads.add_metric([outcome], n)
         yield reloads
-        counts, total = self._metrics._latency()
+        counts, total = m.latency()
         buckets: list[tuple[str, float]] = []
         running = 0
         for le, n in zip((*(repr(b) for b in LATENCY_BUCKETS), "+Inf"), counts, strict=True):

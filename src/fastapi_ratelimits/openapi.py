@@ -12,12 +12,31 @@ reload (``app.openapi_schema`` is dropped).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .routes import flatten
 
 if TYPE_CHECKING:
-    from .install import RateLimits
+    from .engine import Engine
+
+
+class RateLimits(Protocol):
+    """What the schema reads of the handle (``install.RateLimits``): the rules in force."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def add_reload_listener(self, fn: Any) -> None: ...
+
+
+def documented_limit(call: Any) -> tuple[str, int, str] | None:
+    """``(name, status, header mode)`` of a dependency that limits its route (a
+    ``limit()``: its class has ``openapi_limit``), else None."""
+    describe = getattr(type(call), "openapi_limit", None)
+    if describe is None or not callable(describe):
+        return None
+    found: tuple[str, int, str] = describe(call)
+    return found
 
 _ATTR = "_fastapi_ratelimits_docs"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -68,21 +87,17 @@ def _dependencies(dependant: Any, depth: int = 0) -> Iterator[Any]:
 
 def _route_limits(app: Any) -> dict[tuple[str, str], list[tuple[str, int, str]]]:
     """``(template, METHOD) -> [(name, status, header mode)]`` of ``limit()`` dependencies."""
-    from .dependency import RateLimitDependency
-
     out: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
     for route in flatten(getattr(app, "routes", ())):
         fmt = getattr(route, "path_format", None)
         dependant = getattr(route, "dependant", None)
         if not isinstance(fmt, str) or dependant is None:
             continue
-        found = [c for c in _dependencies(dependant) if isinstance(c, RateLimitDependency)]
+        found = [d for d in map(documented_limit, _dependencies(dependant)) if d is not None]
         if not found:
             continue
         for method in getattr(route, "methods", None) or ():
-            out.setdefault((fmt, method.upper()), []).extend(
-                (d.rule.name, d.rule.status, d.rule.headers) for d in found
-            )
+            out.setdefault((fmt, method.upper()), []).extend(found)
     return out
 
 
@@ -169,6 +184,10 @@ class _Documenter:
     def invalidate(self) -> None:
         self.app.openapi_schema = None
 
+    def after_reload(self, result: Any) -> None:
+        if result.changed:  # new rules: the schema is built again when next asked for
+            self.invalidate()
+
 
 def document_limits(app: Any, limits: RateLimits | None = None) -> None:
     """Make ``app.openapi()`` document the limits (idempotent; ``install`` calls it)."""
@@ -181,5 +200,5 @@ def document_limits(app: Any, limits: RateLimits | None = None) -> None:
         setattr(app, "openapi", documenter)  # noqa: B010 - replaces the bound method on this app
     if limits is not None:
         documenter.limits = limits
-        limits._after_reload.append(documenter.invalidate)
+        limits.add_reload_listener(documenter.after_reload)
     documenter.invalidate()

@@ -5,23 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .algorithms import BUILTINS
+from .algorithms.base import Algorithm
+
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from .algorithms.base import Algorithm
-
 IdentityFn = Callable[["Request"], str | None | Awaitable[str | None]]
 
-_ALGORITHMS: dict[str, type[Algorithm]] = {}
+_ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in BUILTINS}
 _IDENTITIES: dict[str, IdentityFn] = {}
-_loaded = False
-
-
-def _ensure_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import algorithms  # noqa: F401  (registers the built-ins)
 
 
 def register_algorithm(name: str, cls: type[Algorithm] | Any) -> None:
@@ -39,7 +32,6 @@ def register_identity(name: str, fn: IdentityFn) -> None:
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
-    _ensure_builtins()
     try:
         return _ALGORITHMS[name]
     except KeyError:
@@ -47,7 +39,6 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 
 def algorithm_names() -> list[str]:
-    _ensure_builtins()
     return sorted(_ALGORITHMS)
 
 

@@ -16,8 +16,8 @@ mergeable summaries do: a key missing from a full summary may have had up to tha
 summary's smallest count there, so that is added to its count and its error; the two
 properties above hold for the merge, with ``N`` the hits of the whole window.
 
-The request path only keeps what it already has: ``TopCallers.admitted(results)`` (the
-metrics' fast path, every rule allowed: the store's results) and
+The request path only keeps what it already has: ``TopCallers.admitted(checks)`` (the
+metrics' fast path, every rule allowed: the request's checks, or the store's results) and
 ``TopCallers.observe(decision)`` (a full decision) are the ``append`` of a bounded deque, one
 C call. Off the request path, :meth:`TopCallers.run`, a task of the app's lifespan, counts
 the buffered hits exactly per rule, outcome and key twice a second and folds them into the
@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .storage.base import safe_key
+from .storage.base import Check, safe_key
 from .storage.keys import safe_rule
 
 if TYPE_CHECKING:
@@ -325,10 +325,10 @@ class TopCallers:
     ``clock`` (seconds) names the epochs; on Redis, processes must agree on it (wall time).
     """
 
-    #: the request path's hooks: ``admitted(results)`` when every rule of a request allowed
-    #: it (the store's results), ``observe(decision)`` for a full decision. Each is the
-    #: ``append`` of a bounded deque: one C call, no Python frame, no lock.
-    admitted: Callable[[Sequence[CheckResult]], None]
+    #: the request path's hooks: ``admitted(checks)`` when every rule of a request allowed
+    #: it (the request's checks, or the store's results), ``observe(decision)`` for a full
+    #: decision. Each is the ``append`` of a bounded deque: one C call, no Python frame, no lock.
+    admitted: Callable[[Sequence[Check] | Sequence[CheckResult]], None]
     observe: Callable[[Decision], None]
 
     def __init__(self, store: Callable[[], Any] = lambda: None, *, capacity: int = COUNTERS,
@@ -343,7 +343,7 @@ class TopCallers:
         self.buffer = buffer
         self.clock = clock
         self._store = store
-        self._results: deque[Sequence[CheckResult]] = deque(maxlen=buffer)
+        self._results: deque[Sequence[Check] | Sequence[CheckResult]] = deque(maxlen=buffer)
         self._decisions: deque[Decision] = deque(maxlen=buffer)
         self.admitted = self._results.append
         self.observe = self._decisions.append
@@ -391,7 +391,7 @@ class TopCallers:
             if n % CHUNK == 0:
                 await asyncio.sleep(0)
             for res in batch:
-                check = res.check
+                check = res if isinstance(res, Check) else res.check
                 keys = counts.setdefault((check.rule, "allowed"), {})
                 keys[check.key] = keys.get(check.key, 0) + 1
         for n, decision in enumerate(decisions, 1):

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,8 +61,18 @@ from .storage.breaker import CircuitOpen
 from .storage.memory import MemoryStore
 from .storage.slots import SlotResult
 
-if TYPE_CHECKING:
-    from .install import RateLimits
+
+class RateLimits(Protocol):
+    """What the websocket half reads of the handle (:class:`~.install.RateLimits`)."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def local_store(self) -> Store: ...
+
+    async def ready_store(self) -> Store: ...
+    def now_us(self) -> int | None: ...
+    def record_decision(self, decision: Decision, seconds: float) -> None: ...
 
 log = logging.getLogger("fastapi_ratelimits")
 _perf_counter = time.perf_counter

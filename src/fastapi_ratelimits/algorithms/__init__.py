@@ -1,6 +1,5 @@
-"""The built-in algorithms, one module each; importing this package registers them."""
+"""The built-in algorithms, one module each (the registry, :mod:`..registry`, knows them by name)."""
 
-from ..registry import register_algorithm
 from .base import Algorithm, LimitParams, LimitResult
 from .fixed_window import FixedWindow
 from .gcra import GCRA
@@ -13,8 +12,6 @@ from .token_bucket import TokenBucket
 BUILTINS: tuple[type[Algorithm], ...] = (
     TokenBucket, LeakyBucket, FixedWindow, SlidingWindow, SlidingWindowLog, Queue, GCRA,
 )
-for _cls in BUILTINS:
-    register_algorithm(_cls.name, _cls)
 
 __all__ = [
     "BUILTINS", "GCRA", "Algorithm", "FixedWindow", "LeakyBucket", "LimitParams", "LimitResult",

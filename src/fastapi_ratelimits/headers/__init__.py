@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from . import builtin  # noqa: F401  (registers ietf-10, legacy, both, none)
 from .dialects import (
     ALIASES,
     LEGACY_BIT,
@@ -27,8 +28,10 @@ from .render import (
     Admit,
     Headers,
     Pieces,
+    Write,
     admit_for,
     admitted_headers,
+    numbers_writer,
     partition_key,
     pieces,
     quota_unit,
@@ -40,7 +43,7 @@ RATELIMIT_POLICY = b"ratelimit-policy"
 
 __all__ = [
     "ALIASES", "LEGACY_BIT", "RATELIMIT", "RATELIMIT_POLICY", "RETRY_AFTER", "STRUCTURED_BIT", "X_LIMIT", "X_REMAINING",
-    "X_RESET", "Admit", "Dialect", "Headers", "Pieces", "StructuredFields", "admit_for", "admitted_headers",
-    "canonical_name", "dialect_names", "get_dialect", "partition_key", "pieces", "quota_unit", "rate_limit_headers",
-    "register_dialect",
+    "X_RESET", "Admit", "Dialect", "Headers", "Pieces", "StructuredFields", "Write", "admit_for", "admitted_headers",
+    "canonical_name", "dialect_names", "get_dialect", "numbers_writer", "partition_key", "pieces", "quota_unit",
+    "rate_limit_headers", "register_dialect",
 ]

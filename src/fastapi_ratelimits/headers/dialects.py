@@ -115,5 +115,5 @@ def describe() -> str:
 
 
 def _load_builtins() -> None:
-    if "none" not in _DIALECTS:
-        from . import builtin  # noqa: F401  (registers ietf-10, legacy, both, none)
+    """The built-in dialects are registered by :mod:`.builtin`, which the package imports
+    (before any of its modules is used: Python imports a package before its modules)."""

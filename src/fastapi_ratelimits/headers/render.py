@@ -12,9 +12,10 @@ than the ``t`` of a violated limit: a refused limit's ``t`` is written as at mos
 retry time (draft -10, section 6: "the Retry-After field value SHOULD NOT reference a point
 in time earlier than the reset parameter").
 
-Three entry points, one output: :func:`rate_limit_headers` (from a ``Decision``),
-:func:`admitted_headers` (straight from the store's results of an admitted request) and
-:func:`admit_for` (the latter specialised once per plan); tests pin them to each other.
+Four entry points, one output: :func:`rate_limit_headers` (from a ``Decision``),
+:func:`admitted_headers` (straight from the store's results of an admitted request),
+:func:`admit_for` (the latter compiled once per plan) and :func:`numbers_writer` (the same
+from the memory store's numbers); tests pin them to each other.
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, Protocol
 
-from ..decision import Decision
+from ..decision import Decision, LimitPieces
 from .dialects import LEGACY_BIT, STRUCTURED_BIT, Dialect, StructuredFields
 from .legacy import X_LIMIT, X_REMAINING, X_RESET
 
 if TYPE_CHECKING:
-    from ..engine import CompiledRule, LimitSet
     from ..storage.base import CheckResult
+
+
+class RuleHeaders(Protocol):
+    """What the headers read of a rule (the engine's ``CompiledRule``)."""
+
+    @property
+    def shadow(self) -> bool: ...
+
+
+LimitSet = LimitPieces  # what the renderer reads of the engine's LimitSet
 
 RETRY_AFTER = b"retry-after"
 Headers = list[tuple[bytes, bytes]]
@@ -181,10 +192,10 @@ def rate_limit_headers(decision: Decision, more: Iterable[Decision] = ()) -> Hea
     return out
 
 
-def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], results: Sequence[CheckResult],
+def admitted_headers(rules: Sequence[RuleHeaders], sets: Sequence[LimitSet], results: Sequence[CheckResult],
                      ) -> tuple[Headers, int] | None:
-    """The headers and the queue delay (microseconds) of a request every enforced rule
-    admitted, straight from the store's results; None when one refused (then the full
+    """The headers and the queue delay (microseconds) of a request every rule admitted,
+    straight from the store's results; None when one refused (then the full
     :func:`~fastapi_ratelimits.engine.verdict` and :func:`rate_limit_headers` answer).
 
     The same headers :func:`rate_limit_headers` writes for the admitted decision: every
@@ -197,10 +208,9 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
     items: list[bytes] = []
     tight: tuple[int, int, int] | None = None
     for crule, ls, res in zip(rules, sets, results, strict=True):
-        if not res.allowed:
-            if not crule.shadow:
-                return None
-        elif not crule.shadow:
+        if not res.allowed:  # a shadow rule's too: its refusal is reported from the full decision
+            return None
+        if not crule.shadow:
             for lr in res.results:
                 if lr.delay_us > delay:
                     delay = lr.delay_us
@@ -240,29 +250,125 @@ def admitted_headers(rules: Sequence[CompiledRule], sets: Sequence[LimitSet], re
 Admit = Callable[[Sequence["CheckResult"]], "tuple[Headers, int] | None"]
 
 
-def admit_for(rules: Sequence[CompiledRule], sets: Sequence[LimitSet]) -> Admit:
-    """:func:`admitted_headers` for these rules and limit sets, specialised once per plan
-    for the common shape (one enforced rule of one limit, a structured dialect alone, no
-    partition key): the policy line is shared, the other line is one ``%``."""
-    if (len(rules) == 1 and len(sets[0].params) == 1 and sets[0].bits == STRUCTURED_BIT and not rules[0].shadow
-            and sets[0].pk_salt is None):
-        sf = sets[0].dialect.structured
-        assert sf is not None
-        policy = (sf.policy_field, sets[0].policy)
-        field = sf.limit_field
-        fmt = sets[0].formats[0]
+def _one_structured(rules: Sequence[RuleHeaders], sets: Sequence[LimitSet]) -> StructuredFields | None:
+    """The structured fields every rule that writes headers speaks, when the plan can be
+    written from one template: one structured dialect, no legacy trio, no partition key."""
+    found: StructuredFields | None = None
+    for ls in sets:
+        if not ls.bits:
+            continue
+        sf = ls.dialect.structured
+        if ls.bits != STRUCTURED_BIT or ls.pk_salt is not None or sf is None or (found is not None and sf is not found):
+            return None
+        found = sf
+    return found
 
+
+def admit_for(rules: Sequence[RuleHeaders], sets: Sequence[LimitSet]) -> Admit:
+    """:func:`admitted_headers` for these rules and limit sets, compiled once per plan.
+
+    When every rule that writes headers speaks the same structured dialect (no legacy trio,
+    no partition key), the answer is written in one pass: the policy line is the same for
+    every request of the plan (computed here), the other line is one ``%`` of a template
+    made here with the numbers of every limit, in the order :func:`admitted_headers` writes
+    them. Any refusal (a shadow rule's included: its decision is reported) answers None, as
+    :func:`admitted_headers` does. Other plans use :func:`admitted_headers` itself.
+    ``tests/test_headers_plan.py`` holds them equal."""
+    sf = _one_structured(rules, sets)
+    waits = tuple(not r.shadow for r in rules)  # an enforced rule's queue delay counts
+    if sf is None:
+        if any(ls.bits for ls in sets):
+            def general(results: Sequence[CheckResult]) -> tuple[Headers, int] | None:
+                return admitted_headers(rules, sets, results)
+
+            return general
+
+        def no_headers(results: Sequence[CheckResult]) -> tuple[Headers, int] | None:
+            delay = 0
+            for res, wait in zip(results, waits, strict=True):
+                if not res.allowed:
+                    return None
+                if wait:
+                    for lr in res.results:
+                        if lr.delay_us > delay:
+                            delay = lr.delay_us
+            return [], delay
+
+        return no_headers
+    shown = tuple(bool(ls.bits) for ls in sets)
+    written = [ls for ls in sets if ls.bits]
+    policy = (sf.policy_field, b", ".join(ls.policy for ls in written))
+    field = sf.limit_field
+    template = b", ".join(fmt for ls in written for fmt in ls.formats)
+    expected = 2 * sum(len(ls.formats) for ls in written)
+    if len(rules) == 1 and len(sets[0].params) == 1 and not rules[0].shadow:  # one rule of one limit
         def one_structured(results: Sequence[CheckResult]) -> tuple[Headers, int] | None:
             res = results[0]
             if not res.committed:  # refused (or not decided): the full path answers
                 return None
             lr = res.results[0]
             reset = lr.reset_us
-            return [policy, (field, fmt % (lr.remaining, -(-reset // 1_000_000) if reset > 0 else 0))], lr.delay_us
+            return [policy, (field, template % (lr.remaining, -(-reset // 1_000_000) if reset > 0 else 0))], lr.delay_us
 
         return one_structured
 
-    def general(results: Sequence[CheckResult]) -> tuple[Headers, int] | None:
-        return admitted_headers(rules, sets, results)
+    def many(results: Sequence[CheckResult]) -> tuple[Headers, int] | None:
+        numbers: list[int] = []
+        delay = 0
+        for res, show, wait in zip(results, shown, waits, strict=True):
+            if not res.allowed:
+                return None
+            for lr in res.results:
+                if show:
+                    reset = lr.reset_us
+                    numbers.append(lr.remaining)
+                    numbers.append(-(-reset // 1_000_000) if reset > 0 else 0)
+                if wait and lr.delay_us > delay:
+                    delay = lr.delay_us
+        if len(numbers) != expected:  # a store that left a limit out: the general path
+            return admitted_headers(rules, sets, results)
+        return [policy, (field, template % tuple(numbers))], delay
 
-    return general
+    return many
+
+
+#: the headers of an admitted request from its limits' numbers (see :func:`numbers_writer`)
+Write = Callable[[Sequence[int]], Headers]
+
+
+def numbers_writer(rules: Sequence[RuleHeaders], sets: Sequence[LimitSet]) -> Write | None:
+    """The headers :func:`admit_for` writes, from numbers rather than results: for every
+    limit of every rule in order, what remains and the whole seconds until it resets (what
+    the memory store's ``admit_sync`` answers). None when the plan is not written from one
+    template (legacy trio, partition key, several dialects): then the results are needed."""
+    sf = _one_structured(rules, sets)
+    if sf is None:
+        if any(ls.bits for ls in sets):
+            return None
+
+        def none(numbers: Sequence[int]) -> Headers:
+            return []
+
+        return none
+    positions: list[int] = []
+    n = 0
+    for ls in sets:
+        for _ in ls.params:
+            if ls.bits:
+                positions += (n, n + 1)
+            n += 2
+    written = [ls for ls in sets if ls.bits]
+    policy = (sf.policy_field, b", ".join(ls.policy for ls in written))
+    field = sf.limit_field
+    template = b", ".join(fmt for ls in written for fmt in ls.formats)
+    if len(positions) == n:  # every limit shown
+        def every(numbers: Sequence[int]) -> Headers:
+            return [policy, (field, template % tuple(numbers))]
+
+        return every
+    pick = itemgetter(*positions)
+
+    def some(numbers: Sequence[int]) -> Headers:
+        return [policy, (field, template % pick(numbers))]
+
+    return some

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from .base import Store
 from .breaker import BreakerStore
 from .memory import MemoryStore
+from .refusals import RefusalCache
 
 
 def is_memory(url: str) -> bool:
@@ -86,3 +87,16 @@ def _guarded(store: Store, cfg: StorageConfig) -> Store:
     if cfg.breaker_failures == 0:
         return store
     return BreakerStore(store, failures=cfg.breaker_failures, reset_ms=cfg.breaker_reset_ms)
+
+
+def refusal_cache(store: Store) -> RefusalCache | None:
+    """The refusals a network store keeps (:mod:`.refusals`), through its breaker; None
+    for a store that keeps none (the memory store decides in process anyway)."""
+    inner = store.inner if isinstance(store, BreakerStore) else store
+    if isinstance(inner, MemoryStore):
+        return None
+    try:
+        from .redis import RedisStore
+    except ImportError:  # no redis extra: no Redis store either
+        return None
+    return inner.refusals if isinstance(inner, RedisStore) else None

@@ -275,7 +275,7 @@ class MemoryStore:
                     out.results = (res,)
                     out.committed = allowed
                     return [out]
-            results = self._decide_many(checks, now)
+            results = self._decide_steps(checks, now)
             self._ops += 1
             self._housekeep(now)
             return results
@@ -302,6 +302,143 @@ class MemoryStore:
         if entry[0] < now:
             entries[key] = (now, *entry[1:])
         entries.move_to_end(key)
+
+    def admit_sync(self, checks: Sequence[Check], now_us: int | float | None = None,
+                   ) -> tuple[list[int], int] | None:
+        """The fast path of a request every check admits: decides the checks and, when every
+        one allows, takes their units and answers ``(numbers, delay_us)``: for each limit of
+        each check in order, what remains and the whole seconds until it resets (what the
+        ``RateLimit`` header says), and the longest queue delay of the enforced checks.
+        None when a check refuses (a shadow one's included), or when an algorithm has no
+        pure ``step``: nothing is taken then, nor marked used; :meth:`decide_sync` answers
+        in full. The same decisions as :meth:`decide_sync` (the same steps, all-or-nothing)."""
+        if now_us is None and self._default_clock:
+            now = _monotonic_ns() / 1000 // 1.0
+        elif now_us is not None:
+            now = float(now_us)
+        else:
+            now = float(self.clock())
+        by_rule = self._by_rule
+        staged: list[Any] = []  # per limit: table, key, entry to keep
+        numbers: list[int] = []
+        delay = 0
+        lock = self._lock
+        lock.acquire()
+        try:
+            for check in checks:
+                key: str | bytes = check.key
+                if len(key) > 64:
+                    key = memory_key(check.key)
+                rule = check.rule
+                cost = check.cost
+                first = True
+                for p in check.limits:
+                    if first:
+                        tbl = by_rule.get(rule)
+                        if tbl is None or tbl.params is not p or tbl.algorithm != check.algorithm:
+                            tbl = self._rule_table(rule, check.algorithm, p)
+                        first = False
+                    else:
+                        tbl = self._table(rule, check.algorithm, p)
+                    step = tbl.pure_step
+                    if step is None:
+                        return None
+                    entry = tbl.entries.get(key)
+                    live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                    allowed, remaining, reset_us, _retry, delay_us, new = step(
+                        live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                    )
+                    if not allowed:
+                        return None
+                    numbers.append(remaining)
+                    numbers.append(-(-reset_us // 1_000_000) if reset_us > 0 else 0)
+                    if delay_us > delay and not check.shadow:
+                        delay = delay_us
+                    staged.append((tbl, key, new))
+            for tbl, key, new in staged:  # the same key twice: the second wins, as on Redis
+                entries = tbl.entries
+                if key in entries:
+                    entries[key] = new
+                    entries.move_to_end(key)
+                else:
+                    self._store(tbl, key, None, new, now)
+            self._ops += 1
+            if self._ops >= _FULL_SWEEP_EVERY:
+                self._housekeep(now)
+            return numbers, delay
+        finally:
+            lock.release()
+
+    def _decide_steps(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
+        """Several checks whose algorithms all have a pure ``step`` (the built-ins): every
+        limit decided in one pass (each table found by its rule's name, as on the one-limit
+        path, for a rule's first limit), then the entries kept when the batch is admitted.
+        Anything else: :meth:`_decide_many`."""
+        by_rule = self._by_rule
+        staged: list[Any] = []  # per limit: table, key, entry as found, live entry, entry to keep
+        out: list[CheckResult] = []
+        admitted = True
+        for check in checks:
+            key: str | bytes = check.key
+            if len(key) > 64:
+                key = memory_key(check.key)
+            rule = check.rule
+            cost = check.cost
+            ok = True
+            found: list[LimitResult] = []
+            first = True
+            for p in check.limits:
+                if first:
+                    tbl = by_rule.get(rule)
+                    if tbl is None or tbl.params is not p or tbl.algorithm != check.algorithm:
+                        tbl = self._rule_table(rule, check.algorithm, p)
+                    first = False
+                else:
+                    tbl = self._table(rule, check.algorithm, p)
+                step = tbl.pure_step
+                if step is None:
+                    return self._decide_many(checks, now)
+                entry = tbl.entries.get(key)
+                live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                allowed, remaining, reset_us, retry_us, delay_us, new = step(
+                    live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                )
+                res = _new(LimitResult)
+                res.allowed = allowed
+                res.limit = p.limit
+                res.remaining = remaining
+                res.reset_us = reset_us
+                res.retry_after_us = retry_us
+                res.delay_us = delay_us
+                found.append(res)
+                if not allowed:
+                    ok = False
+                staged.append((tbl, key, entry, live, new))
+            if not ok and not check.shadow:
+                admitted = False
+            res_check = _new(CheckResult)
+            res_check.check = check
+            res_check.allowed = ok
+            res_check.results = tuple(found)
+            res_check.committed = ok  # corrected below when the batch is refused
+            out.append(res_check)
+        i = 0
+        for res_check in out:
+            commit = admitted and res_check.allowed
+            if not commit:  # not charged: what allowed reports the key as it is (as decide.lua does)
+                res_check.committed = False
+                res_check.results = self._uncharged(res_check.check, res_check.results, staged, i, now)
+            for _ in res_check.check.limits:
+                tbl, key, entry, live, new = staged[i]
+                i += 1
+                entries = tbl.entries
+                if commit:  # the same key twice in one batch: the second commit wins, as on Redis
+                    self._store(tbl, key, entries.get(key), new, now)
+                elif live is not None and entries.get(key) is entry:  # a read is a use
+                    if live[0] < now:
+                        entries[key] = (now, *live[1:])
+                    entries.move_to_end(key)
+        return out
 
     def _decide_many(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
         # staged per limit: (table, key, entry, state, pending); a pure step stages the

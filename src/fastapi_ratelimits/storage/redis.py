@@ -29,8 +29,9 @@ connection or a reply that makes no sense raise :class:`~fastapi_ratelimits.erro
 and nothing else.
 
 On one server or a Sentinel master, the coalesced decision calls go over one pipelined
-connection of the store's own (:mod:`.wire`): written straight to the socket, replies read
-with hiredis, no redis-py command machinery per call; ``submit`` hands back the request's
+connection of the store's own (:mod:`.wire`: its own socket and handshake, made with what
+the client's pool would use): written straight to the socket, replies read with hiredis,
+no redis-py command machinery per call; ``submit`` hands back the request's
 future itself (the circuit breaker's ``decide`` does, no coroutine around it). Everything
 else (peeks, resets, pings, Redis Cluster, and a client that is one dedicated connection)
 goes through redis-py.
@@ -75,7 +76,7 @@ from .scripts import LUA_DIR, SLOTS_SCRIPT, Script, ScriptCache
 from .slots import SlotOp, SlotResult
 
 try:
-    from .wire import Wire
+    from .wire import Wire, endpoint_of
 except ImportError:  # no hiredis: the decision calls go through redis-py
     Wire = None  # type: ignore[assignment,misc]
 
@@ -477,22 +478,13 @@ def _answered(batches: Batches, expected: int, done: Done, reply: object) -> Non
 
 
 def _wire_for(pool: Any, timeout_ms: int) -> Wire | None:
-    """The store's own connection for decisions, made like the pool's connections; None
-    (the pool then) without hiredis, or for RESP3 (push messages could come between
-    replies)."""
+    """The store's own connection for decisions, made as the pool's connections are (see
+    :func:`.wire.endpoint_of`); None (the pool then) without hiredis, for RESP3 (push
+    messages could come between replies), or for a connection class of the user's own."""
     if Wire is None or not callable(getattr(pool, "make_connection", None)):
         return None
-    if str(pool.connection_kwargs.get("protocol") or 2) != "2":
-        return None
-    # the wire takes over a connected connection's stream (``_reader``/``_writer``, redis-py
-    # 5 to 8): a redis-py that keeps it elsewhere gets the pool path, not failing decisions
-    try:
-        probe = pool.make_connection()  # not connected: no I/O
-    except Exception:
-        return None
-    if not (hasattr(probe, "_writer") and hasattr(probe, "_reader")):
-        return None
-    return Wire(pool.make_connection, timeout_ms)
+    endpoint = endpoint_of(pool)
+    return Wire(endpoint, timeout_ms) if endpoint is not None else None
 
 
 async def _gather(calls: list[Awaitable[list[CheckResult]]]) -> list[list[CheckResult]]:

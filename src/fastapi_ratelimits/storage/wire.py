@@ -6,9 +6,13 @@ timeout, stream reads, its per-call hooks) costs this process more CPU than pack
 decoding the whole batch. Here a call is one ``transport.write``, and a reply is read by
 hiredis straight from ``data_received`` and handed to a callback: no task, no coroutine.
 
-The connection is opened and authenticated by redis-py itself, a connection of the
-client's own pool class and arguments (so TLS, AUTH, SELECT, the client name and Sentinel's
-master lookup are what the client would do), and then its transport is taken over.
+The connection is the wire's own (an asyncio protocol on a socket it opens, replies read by
+hiredis), made with what the client's pool would use, read from redis-py's public API
+(:func:`endpoint_of`): the address (TCP or a Unix socket; on Sentinel, the master's, asked of
+the sentinels with ``get_master_address``), TLS (the connection's ``ssl_context``), the
+credentials (a ``credential_provider`` included), the database and the client name. The
+handshake (``AUTH``, ``SELECT``, ``CLIENT SETNAME``) is written with the first call, in one
+round trip; a refusal of any of it fails the calls with a StorageError that says so.
 
 Calls are pipelined: each is written as it comes, while earlier ones are in flight, and
 Redis answers them in order, so calls made one after the other are decided in that order.
@@ -31,11 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as ssl_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+import redis.asyncio
+import redis.asyncio.connection
+import redis.asyncio.sentinel
 
 from ..errors import StorageError
 from .scripts import Script
@@ -45,28 +54,105 @@ log = logging.getLogger("fastapi_ratelimits")
 #: gets the reply of a call, or the StorageError that ended it
 Reply = Callable[[object], None]
 
-_LOAD, _EVAL, _RETRY = 0, 1, 2  # SCRIPT LOAD; EVALSHA; EVALSHA sent again after NOSCRIPT
+_LOAD, _EVAL, _RETRY, _SETUP = 0, 1, 2, 3  # SCRIPT LOAD; EVALSHA; EVALSHA sent again after NOSCRIPT; handshake
 _Call = tuple[float, int, bytes, "Reply | None", Script]  # deadline, kind, command, reply, script
+_NO_SCRIPT = Script("", "", frozenset())  # of the handshake's entries
+
+
+def command(*args: str | bytes | int) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
 
 
 def load_command(script: Script) -> bytes:
-    body = script.text.encode("utf-8")
-    return b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (len(body), body)
+    return command("SCRIPT", "LOAD", script.text)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how the wire connects: what the client's connections would do."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str | None = None  # a Unix socket
+    ssl: ssl_module.SSLContext | None = None
+    server_hostname: str | None = None
+    db: int = 0
+    client_name: str | None = None
+    username: str | None = None
+    password: str | None = None
+    #: the credentials asked for at each connection (redis-py's ``credential_provider``)
+    credentials: Callable[[], Awaitable[tuple[str, ...]]] | None = None
+    #: the address asked for at each connection (Sentinel: the master's)
+    locate: Callable[[], Awaitable[tuple[str, int]]] | None = None
+
+    async def handshake(self) -> list[bytes]:
+        """The commands a new connection sends first."""
+        out: list[bytes] = []
+        creds: tuple[str, ...] = ()
+        if self.credentials is not None:
+            creds = tuple(await self.credentials())
+        elif self.password is not None:
+            creds = (self.username, self.password) if self.username else (self.password,)
+        if creds:
+            out.append(command("AUTH", *creds))
+        if self.db:
+            out.append(command("SELECT", self.db))
+        if self.client_name:
+            out.append(command("CLIENT", "SETNAME", self.client_name))
+        return out
+
+
+def endpoint_of(pool: Any) -> Endpoint | None:
+    """The :class:`Endpoint` of a redis-py asyncio pool, from its public API (a connection
+    it makes, unconnected: no I/O); None for what the wire does not speak (RESP3, a
+    connection class of unknown kind)."""
+    if str(pool.connection_kwargs.get("protocol") or 2) != "2":
+        return None  # RESP3: push messages could come between replies
+    try:
+        conn = pool.make_connection()
+    except Exception:
+        return None
+    if not isinstance(conn, redis.asyncio.connection.AbstractConnection):
+        return None
+    provider = getattr(conn, "credential_provider", None)
+    credentials = None
+    if provider is not None:
+        async def credentials() -> tuple[str, ...]:
+            get = getattr(provider, "get_credentials_async", None)
+            found = await get() if get is not None else provider.get_credentials()
+            return tuple(found)
+    common: dict[str, Any] = {"db": int(getattr(conn, "db", 0) or 0), "client_name": getattr(conn, "client_name", None),
+                              "username": getattr(conn, "username", None), "password": getattr(conn, "password", None),
+                              "credentials": credentials}
+    locate = getattr(pool, "get_master_address", None)  # a Sentinel pool
+    if isinstance(conn, redis.asyncio.UnixDomainSocketConnection):
+        return Endpoint(path=conn.path, **common)
+    if not isinstance(conn, redis.asyncio.Connection) or (
+            type(conn) not in _PLAIN and not isinstance(conn, redis.asyncio.SSLConnection)):
+        return None  # a connection class of the user's own: the pool path
+    tls = None
+    if isinstance(conn, redis.asyncio.SSLConnection):
+        tls = conn.ssl_context.get()
+    return Endpoint(host=conn.host, port=int(conn.port), ssl=tls, server_hostname=conn.host if tls else None,
+                    locate=locate if callable(locate) else None, **common)
 
 
 class Wire(asyncio.Protocol):
-    """``Wire(new_connection, timeout_ms)``: ``new_connection()`` gives an unconnected
-    redis-py asyncio connection; :meth:`call` writes an EVALSHA of ``script``."""
+    """``Wire(endpoint, timeout_ms)``: :meth:`call` writes an EVALSHA of ``script`` on a
+    connection to ``endpoint``, opened when first needed."""
 
-    def __init__(self, new_connection: Callable[[], Any], timeout_ms: int) -> None:
-        self._new_connection = new_connection
+    def __init__(self, endpoint: Endpoint, timeout_ms: int) -> None:
+        self.endpoint = endpoint
         self.timeout_ms = timeout_ms
         self._timeout = timeout_ms / 1000
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.BaseTransport | None = None
         self._write: Callable[[bytes], None] | None = None  # the transport's write, when open
-        self._conn: Any = None  # the redis-py connection that opened the transport
-        self._streams: Any = None  # its protocol before ours: told when the connection goes
         self._reader: Any = None
         self._calls: deque[_Call] = deque()  # written (or waiting for the connection), oldest first
         self._waiting: list[bytes] = []  # to write once the connection is open
@@ -135,6 +221,11 @@ class Wire(asyncio.Protocol):
                 self._drop(StorageError("redis sent a reply to no call"))
                 return
             _deadline, kind, command, reply, script = calls.popleft()
+            if kind == _SETUP:
+                if isinstance(answer, hiredis.ReplyError):  # AUTH, SELECT or SETNAME refused
+                    self._drop(StorageError(f"redis refused the connection: {answer}"))
+                    return
+                continue
             if kind == _LOAD:
                 if answer != script.sha.encode():  # the call behind it will say what went wrong
                     self._loaded = None
@@ -164,17 +255,27 @@ class Wire(asyncio.Protocol):
 
     # -- the connection -----------------------------------------------------------------
     async def _open(self) -> None:
-        conn = self._new_connection()
+        endpoint = self.endpoint
+        loop = asyncio.get_running_loop()
+        transport: Any = None
         try:
             async with asyncio.timeout(self._timeout):
-                await conn.connect()
-            transport = conn._writer.transport
-            streams = transport.get_protocol()
+                setup = await endpoint.handshake()
+                if endpoint.path is not None:
+                    transport, _ = await loop.create_unix_connection(lambda: self, endpoint.path)
+                else:
+                    host, port = await endpoint.locate() if endpoint.locate is not None else (endpoint.host,
+                                                                                             endpoint.port)
+                    transport, _ = await loop.create_connection(
+                        lambda: self, host, port, ssl=endpoint.ssl,
+                        server_hostname=(endpoint.server_hostname or host) if endpoint.ssl is not None else None)
         except asyncio.CancelledError:  # dropped meanwhile: the calls were failed there
-            _close(conn)
+            if transport is not None:
+                transport.abort()
             raise
         except BaseException as exc:
-            _close(conn)
+            if transport is not None:
+                transport.abort()
             self._opening = None
             if isinstance(exc, TimeoutError):
                 self._drop(StorageError(f"redis did not decide within {self.timeout_ms} ms (connecting)"))
@@ -185,22 +286,21 @@ class Wire(asyncio.Protocol):
             return
         self._opening = None
         self.opened += 1
-        transport.set_protocol(self)
-        self._conn, self._streams, self._transport = conn, streams, transport
+        self._transport = transport
         self._reader = hiredis.Reader()
         self._write = transport.write
+        for c in reversed(setup):  # their replies come first: a refusal fails the calls behind them
+            self._calls.appendleft((loop.time() + self._timeout, _SETUP, c, None, _NO_SCRIPT))
         waiting, self._waiting = self._waiting, []
-        if waiting:
-            try:
-                transport.write(b"".join(waiting))
-            except Exception as exc:  # closed already
-                self._drop(StorageError(f"redis could not decide: {type(exc).__name__}: {exc}"))
+        try:
+            transport.write(b"".join(setup + waiting))
+        except Exception as exc:  # closed already
+            self._drop(StorageError(f"redis could not decide: {type(exc).__name__}: {exc}"))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        return None  # _open keeps the transport once the connection is made
 
     def connection_lost(self, exc: Exception | None) -> None:
-        streams, self._streams = self._streams, None
-        if streams is not None:  # redis-py's stream protocol: its reader and writer see the end
-            with contextlib.suppress(Exception):
-                streams.connection_lost(exc)
         if self._transport is None:  # we dropped it
             return
         self._transport = None
@@ -219,7 +319,6 @@ class Wire(asyncio.Protocol):
         self._loaded = None
         self._write = None
         transport, self._transport = self._transport, None
-        conn, self._conn = self._conn, None
         opening, self._opening = self._opening, None
         if self._timer is not None:
             self._timer.cancel()
@@ -229,8 +328,6 @@ class Wire(asyncio.Protocol):
         if transport is not None:
             with contextlib.suppress(Exception):
                 transport.abort()  # type: ignore[attr-defined]
-        if conn is not None:
-            _forget(conn)
         for call in calls:
             reply = call[3]
             if reply is not None:
@@ -243,11 +340,11 @@ class Wire(asyncio.Protocol):
             self._calls = deque()  # their futures belong to the old loop
             self._timer = None
             self._opening = None
-            self._transport = self._write = None
+            transport, self._transport, self._write = self._transport, None, None
             self._loaded = None
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                _forget(conn)
+            if transport is not None:  # of a loop that may be gone: closed without a word
+                with contextlib.suppress(Exception):
+                    transport.abort()  # type: ignore[attr-defined]
         self._loop = loop
         return loop
 
@@ -265,16 +362,4 @@ def _answer(reply: Reply, answer: object) -> None:
         log.exception("answering a store call failed")
 
 
-def _forget(conn: Any) -> None:
-    """The transport was ours: the redis-py connection no longer holds it (no 'unclosed
-    Connection' warning when it goes)."""
-    with contextlib.suppress(Exception):
-        conn._reader = conn._writer = None
-
-
-def _close(conn: Any) -> None:
-    writer = getattr(conn, "_writer", None)
-    if writer is not None:
-        with contextlib.suppress(Exception):
-            writer.transport.abort()
-    _forget(conn)
+_PLAIN = (redis.asyncio.Connection, redis.asyncio.sentinel.SentinelManagedConnection)

@@ -210,3 +210,16 @@ def docs_counts() -> dict[str, int]:
     """What the page tests did, for the summary (`tests/conftest.py`)."""
     return dict(COUNTS)
 
+
+
+def test_the_readme_links_into_pages_that_exist() -> None:
+    """The README is one screen that points into the site: every link it has must land."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(((?:docs|config-examples|benchmarks)/[^)#]+)", readme)
+    assert len(links) >= 15
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, missing
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8").replace("!!python", "#"))["nav"]
+    listed = set(re.findall(r"'([\w/.-]+\.md)'", str(nav)))
+    not_in_nav = [link for link in links if link.startswith("docs/") and link[5:] not in listed]
+    assert not not_in_nav, not_in_nav

@@ -83,10 +83,8 @@ def test_paid_tiers_override_by_plan_header() -> None:
 
 
 def _readme_section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("## The rules file")
-    end = readme.find("\n## ", start + 1)
-    return readme[start : end if end != -1 else None]
+    """The rules-file reference of the docs site (it was the README's section)."""
+    return (ROOT / "docs" / "reference" / "rules-file.md").read_text()
 
 
 def test_readme_snippets_of_the_rules_file_are_valid() -> None:

@@ -1,5 +1,7 @@
-"""Every rules file the README shows, and every file in config-examples/, loads with
-``load_config``: the README cannot promise what the loader refuses.
+"""Every rules file the README and the rules-file reference (docs/reference/rules-file.md,
+once the README's own section) show, and every file in config-examples/, loads with
+``load_config``: the README cannot promise what the loader refuses. (Every other page of
+the docs site is checked by tests/test_docs.py.)
 
 A README block with ``version:`` is a whole file and loads as it is; a block of one or more
 sections (``storage:``, ``rules:`` ...) is loaded inside a minimal file (``version: 1`` and
@@ -22,18 +24,20 @@ from fastapi_ratelimits import load_config
 from fastapi_ratelimits.config.models import RateLimitsConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+SOURCES = [ROOT / "README.md", ROOT / "docs" / "reference" / "rules-file.md"]
 SECTIONS = set(RateLimitsConfig.model_fields)
 FENCE = re.compile(r"^```(yaml|yml|toml)\n(.*?)^```", re.S | re.M)
 
 
 def _blocks() -> list[tuple[str, str, Any]]:
     out = []
-    for m in FENCE.finditer(README):
-        line = README[: m.start()].count("\n") + 1
-        kind, text = m.group(1), m.group(2)
-        data = tomllib.loads(text) if kind == "toml" else yaml.safe_load(text)
-        out.append((f"README.md:{line}", kind, data))
+    for source in SOURCES:
+        text_of = source.read_text()
+        for m in FENCE.finditer(text_of):
+            line = text_of[: m.start()].count("\n") + 1
+            kind, text = m.group(1), m.group(2)
+            data = tomllib.loads(text) if kind == "toml" else yaml.safe_load(text)
+            out.append((f"{source.relative_to(ROOT)}:{line}", kind, data))
     return out
 
 
@@ -45,7 +49,7 @@ EXAMPLES = sorted(p for p in (ROOT / "config-examples").iterdir() if p.suffix in
 
 
 def test_the_readme_shows_rules_files_and_nothing_that_mixes_them_up() -> None:
-    assert len(RULES_FILES) >= 10
+    assert len(RULES_FILES) >= 8  # the README quickstart and the reference page's sections
     for where, _, data in BLOCKS:
         if isinstance(data, dict) and SECTIONS & set(data):
             assert set(data) <= SECTIONS, f"{where}: {sorted(set(data) - SECTIONS)} are not sections of a rules file"
@@ -68,8 +72,9 @@ def test_every_file_in_config_examples_loads(path: Path) -> None:
 
 def test_every_scope_form_the_readme_names_is_accepted() -> None:
     """"Each rule's `scope` names an identity: `ip`, `global`, `header:NAME`, ..." """
-    m = re.search(r"Each rule's `scope` names an identity:(.*?)(?:\.\s|$)", README, re.S)
-    assert m, "the README no longer says which scopes a rule takes"
+    matching = (ROOT / "docs" / "reference" / "matching.md").read_text()
+    m = re.search(r"Each rule's `scope` names an identity:(.*?)(?:\.\s|$)", matching, re.S)
+    assert m, "docs/reference/matching.md no longer says which scopes a rule takes"
     forms = re.findall(r"`([a-z]+(?::[A-Z]+)?)`", m.group(1))
     assert {"ip", "global", "header:NAME", "cookie:NAME", "query:NAME", "path:PARAM"} <= set(forms)
     for form in forms:

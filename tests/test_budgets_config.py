@@ -77,10 +77,9 @@ def test_a_bad_cost_header_is_logged_and_charged_the_reserve(caplog: pytest.LogC
 
 
 def test_the_readme_snippet_of_a_budget_loads() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    start = readme.index("## Token budgets: cost from the response")
-    section = readme[start : readme.index("\n## ", start + 1)]
-    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    """The reference page's budget rule (it was the README's section)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "token-budgets.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", page, re.S)
     cfg = load_config({"version": 1, "identities": {"api_key": "header:Authorization"},
                        **yaml.safe_load(block)}).config
     assert cfg.rules[0].budget is not None and cfg.rules[0].units() == 1000

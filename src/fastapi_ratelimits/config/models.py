@@ -415,6 +415,20 @@ class ResponseCost(_Model):
     )
 
 
+def _distinct_windows(v: list[str] | None) -> list[str] | None:
+    """Several limits of one rule (or message limit) need windows of their own."""
+    if v is not None:
+        windows = [parse_rate(t).window_us for t in v]
+        if len(set(windows)) != len(windows):
+            raise ValueError("two limits of one rule have the same window (keep the smaller one)")
+    return v
+
+
+def _one_of(limit: str | None, limits: list[str] | None) -> None:
+    if limit is not None and limits is not None:
+        raise ValueError("give limit or limits, not both")
+
+
 class _LimitsMixin(_Model):
     limit: RateText | None = Field(None, description=f"One rate: {RATE_HINT}.")
     limits: list[RateText] | None = Field(
@@ -429,15 +443,10 @@ class _LimitsMixin(_Model):
     @field_validator("limits")
     @classmethod
     def _limits(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            windows = [parse_rate(t).window_us for t in v]
-            if len(set(windows)) != len(windows):
-                raise ValueError("two limits of one rule have the same window (keep the smaller one)")
-        return v
+        return _distinct_windows(v)
 
     def _check_limit_shape(self) -> None:
-        if self.limit is not None and self.limits is not None:
-            raise ValueError("give limit or limits, not both")
+        _one_of(self.limit, self.limits)
 
 
 class Override(_LimitsMixin):
@@ -496,16 +505,11 @@ class Messages(_Model):
     @field_validator("limits")
     @classmethod
     def _limits(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            windows = [parse_rate(t).window_us for t in v]
-            if len(set(windows)) != len(windows):
-                raise ValueError("two limits of one rule have the same window (keep the smaller one)")
-        return v
+        return _distinct_windows(v)
 
     @model_validator(mode="after")
     def _has_limits(self) -> Messages:
-        if self.limit is not None and self.limits is not None:
-            raise ValueError("give limit or limits, not both")
+        _one_of(self.limit, self.limits)
         if self.limit is None and self.limits is None:
             raise ValueError("messages needs limit or limits (e.g. limit: 10/second)")
         if self.algorithm in WS_ALGORITHMS_REFUSED:

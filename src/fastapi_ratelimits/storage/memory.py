@@ -46,20 +46,7 @@ _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
 _monotonic_ns = time.monotonic_ns
-_new = object.__new__
-
-
-def _limit_result(allowed: bool, limit: int, remaining: int, reset_us: int, retry_us: int, delay_us: int,
-                  ) -> LimitResult:
-    """``LimitResult(...)`` without its dataclass ``__init__`` (a Python call made from C)."""
-    res = _new(LimitResult)
-    res.allowed = allowed
-    res.limit = limit
-    res.remaining = remaining
-    res.reset_us = reset_us
-    res.retry_after_us = retry_us
-    res.delay_us = delay_us
-    return res
+_new = object.__new__  # a CheckResult without its dataclass __init__ (a Python call made from C)
 
 
 def monotonic_us() -> int:
@@ -241,14 +228,7 @@ class MemoryStore:
                         allowed, remaining, reset_us, retry_us, delay_us, new = step(
                             live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                         )
-                        # _limit_result(...), inline on the one-limit path (one call fewer)
-                        res = _new(LimitResult)
-                        res.allowed = allowed
-                        res.limit = p.limit
-                        res.remaining = remaining
-                        res.reset_us = reset_us
-                        res.retry_after_us = retry_us
-                        res.delay_us = delay_us
+                        res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     else:
                         res, new = self._peek_commit(tbl, live, now, check.cost, p)
                         allowed = res.allowed
@@ -403,13 +383,7 @@ class MemoryStore:
                 allowed, remaining, reset_us, retry_us, delay_us, new = step(
                     live, live[0] if live is not None and live[0] > now else now, now, cost, p
                 )
-                res = _new(LimitResult)
-                res.allowed = allowed
-                res.limit = p.limit
-                res.remaining = remaining
-                res.reset_us = reset_us
-                res.retry_after_us = retry_us
-                res.delay_us = delay_us
+                res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                 found.append(res)
                 if not allowed:
                     ok = False
@@ -462,7 +436,7 @@ class MemoryStore:
                     allowed, remaining, reset_us, retry_us, delay_us, pending = step(
                         live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                     )
-                    res = _limit_result(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
+                    res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     state = live
                 else:
                     state = None if live is None else live[1:]
@@ -526,7 +500,7 @@ class MemoryStore:
             else:
                 seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)
                 remaining, reset_us = seen.remaining, seen.reset_us
-            out[j] = _limit_result(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
+            out[j] = LimitResult(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
         return tuple(out)
 
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
@@ -555,7 +529,7 @@ class MemoryStore:
                     if res.allowed:
                         algo, state = states[j]
                         seen = algo.peek(None if state is None else algo.copy_state(state), now, 0, check.limits[j])[0]
-                        results[j] = _limit_result(True, res.limit, seen.remaining, seen.reset_us,
+                        results[j] = LimitResult(True, res.limit, seen.remaining, seen.reset_us,
                                                    res.retry_after_us, res.delay_us)
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 

@@ -2,11 +2,13 @@
 
 Every operation that an enforced rule covers (its template and method, as the matcher
 would decide for that route) or that has a ``limit()`` dependency gets a response for the
-rule's status (429 unless the rule says otherwise) with the JSON body and the headers the
-client will see, and its success (2xx) responses declare the rate-limit headers of the
-rules' header modes (``RateLimit`` and ``RateLimit-Policy`` for ``ietf``). Operations no
-rule covers get nothing. The schema is rebuilt after a
-reload (``app.openapi_schema`` is dropped).
+rule's status (429 unless the rule says otherwise) with the body and the headers the
+client will see: ``application/json`` (``RateLimitExceeded``), or, for rules with
+``refusal_body: problem``, ``application/problem+json`` (``RateLimitProblem``, RFC 9457;
+both when rules of each kind can refuse with that status), and its success (2xx) responses
+declare the rate-limit headers of the rules' header modes (``RateLimit`` and
+``RateLimit-Policy`` for ``ietf``). Operations no rule covers get nothing. The schema is
+rebuilt after a reload (``app.openapi_schema`` is dropped).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .problem import QUOTA_EXCEEDED
 from .routes import flatten
 
 if TYPE_CHECKING:
@@ -50,6 +53,28 @@ BODY_SCHEMA: dict[str, Any] = {
         "retry_after_seconds": {"type": "integer", "minimum": 1},
     },
     "required": ["detail", "rule", "retry_after_seconds"],
+}
+
+#: the body of ``refusal_body: problem`` (``problem.problem_body``)
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "RateLimitProblem",
+    "description": "RFC 9457 problem details, with the problem types of draft-ietf-httpapi-ratelimit-headers.",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri", "examples": [QUOTA_EXCEEDED]},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "description": "The response's status."},
+        "detail": {"type": "string", "examples": ["Rate limit exceeded"]},
+        "violated-policies": {"type": "array", "items": {"type": "string"},
+                              "description": "The limits that refused, as RateLimit-Policy names them."},
+        "rule": {"type": "string", "description": "The rule that refused the request."},
+        "retry_after_seconds": {"type": "integer", "minimum": 1},
+    },
+    "required": ["type", "title", "status", "detail", "violated-policies", "rule", "retry_after_seconds"],
+}
+_BODIES = {  # media type and schema of a refusal body, by whether it is a problem
+    False: ("application/json", "RateLimitExceeded", BODY_SCHEMA),
+    True: ("application/problem+json", "RateLimitProblem", PROBLEM_SCHEMA),
 }
 
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -116,7 +141,7 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
     engine = limits.engine if limits is not None else None
     dep_limits = _route_limits(app)
     names = _names(app) if engine is not None else {}
-    used = False
+    used: set[bool] = set()  # the kinds of body documented
     for template, item in (schema.get("paths") or {}).items():
         if not isinstance(item, dict):
             continue
@@ -124,7 +149,7 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
             if method not in _METHODS or not isinstance(op, dict):
                 continue
             m = method.upper()
-            hits: list[tuple[str, int, str]] = []
+            hits: list[tuple[str, int, str, bool]] = []  # (rule, status, header mode, problem body)
             if engine is not None:
                 protected = engine.matcher.is_protected(template, template)
                 for crule in engine.rules:
@@ -133,37 +158,40 @@ def augment(schema: dict[str, Any], app: Any, limits: RateLimits | None) -> dict
                     if protected and not crule.match.explicit:
                         continue
                     if crule.match.matches_template(m, template, names.get((template, m))):
-                        hits.append((crule.name, crule.status, crule.headers))
-            hits.extend(dep_limits.get((template, m), ()))
+                        hits.append((crule.name, crule.status, crule.headers, crule.problem))
+            hits.extend((*d, False) for d in dep_limits.get((template, m), ()))  # limit(): JSON bodies
             if not hits:
                 continue
-            used = True
             responses = op.setdefault("responses", {})
             # admitted responses carry the headers of the rules' modes too
-            modes = [h for _, _, mode in hits for h in _MODE_HEADERS.get(mode, ())]
+            modes = [h for _, _, mode, _ in hits for h in _MODE_HEADERS.get(mode, ())]
             for code, response in responses.items():
                 if str(code).startswith("2") and isinstance(response, dict) and modes:
                     own = response.setdefault("headers", {})
                     for h in modes:
                         own.setdefault(h, _HEADERS[h])
-            by_status: dict[int, list[tuple[str, int, str]]] = {}
+            by_status: dict[int, list[tuple[str, int, str, bool]]] = {}
             for hit in hits:
                 by_status.setdefault(hit[1], []).append(hit)
             for status, group in sorted(by_status.items()):
                 if str(status) in responses:
                     continue  # the app documents this status itself
                 headers = {"Retry-After": _HEADERS["Retry-After"]}
-                for _, _, mode in group:
+                for _, _, mode, _ in group:
                     for h in _MODE_HEADERS.get(mode, ()):
                         headers[h] = _HEADERS[h]
-                rules = ", ".join(dict.fromkeys(n for n, _, _ in group))
+                rules = ", ".join(dict.fromkeys(n for n, _, _, _ in group))
+                kinds = sorted({problem for _, _, _, problem in group})  # the refusing rule's body
+                used.update(kinds)
                 responses[str(status)] = {
                     "description": f"Rate limit exceeded (rule: {rules})",
                     "headers": headers,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RateLimitExceeded"}}},
+                    "content": {_BODIES[k][0]: {"schema": {"$ref": f"#/components/schemas/{_BODIES[k][1]}"}}
+                                for k in kinds},
                 }
-    if used:
-        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault("RateLimitExceeded", BODY_SCHEMA)
+    for kind in sorted(used):
+        _, name, body = _BODIES[kind]
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(name, body)
     return schema
 
 

@@ -138,7 +138,8 @@ def test_seed_style_capacity_and_fill_rate() -> None:
 
 
 def test_identities_from_install_and_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi_ratelimits import register_identity, registry
+    from fastapi_ratelimits import register_identity
+    from fastapi_ratelimits.core import registry
 
     monkeypatch.setattr(registry, "_IDENTITIES", dict(registry._IDENTITIES))  # undone after the test
 

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_ratelimits import install, limit
-from fastapi_ratelimits.dependency import setup_app
+from fastapi_ratelimits.http.dependency import setup_app
 from support.apps import client, rules, standard_app
 
 

@@ -14,7 +14,7 @@ import redis.asyncio
 
 from fastapi_ratelimits import install
 from fastapi_ratelimits.storage.breaker import BreakerStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.apps import client, rules, standard_app, statuses
 from support.servers import RedisServer, free_port, wait_until
 from support.timing import StallMeter, Stopwatch

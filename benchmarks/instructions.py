@@ -24,7 +24,7 @@ at real speed:
   production app does (``benchmarks/apps/common.py``; docs/reference/logging.md), so a
   refused request's log call is the level check alone. (Left on, it writes ten lines per
   second of wall time, and under valgrind a second is a few dozen to a few hundred requests.)
-* the top callers' flusher (``fastapi_ratelimits.top``): a task of the app's lifespan that
+* the top callers' flusher (``fastapi_ratelimits.ops.top``): a task of the app's lifespan that
   folds the buffered hits into the summaries twice a second of wall time (on Redis, one
   pipeline each). Under valgrind, about 50 times slower, a flush would fall every few dozen
   counted requests. The app's module exposes its ``install()`` handle as ``limits``
@@ -112,7 +112,7 @@ async def _child(specs: list[Spec], n: int, warmup: int) -> None:
         try:
             conc = spec.concurrency
             await _drive(app, max(conc, warmup - warmup % conc), conc, {})  # the refused scenario's unit goes here
-            top = getattr(limits, "top", None)  # the top callers (fastapi_ratelimits.top)
+            top = getattr(limits, "top", None)  # the top callers (fastapi_ratelimits.ops.top)
             if top is not None:
                 await top.stop()  # the flusher held off; the warm-up's hits folded now, not counted
             gc.collect()

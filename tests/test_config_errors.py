@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_ratelimits import ConfigError, load_config
-from fastapi_ratelimits.registry import algorithm_names
+from fastapi_ratelimits.core.registry import algorithm_names
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE = ["version: 1", "rules:", "  - name: api", "    match: {path: /api}", "    limit: 5/minute"]

@@ -1,5 +1,5 @@
 -- Top callers: one weighted Space-Saving step of a batch, for one rule, outcome and epoch.
--- The same math as fastapi_ratelimits.top.SpaceSaving.fold (tests/test_top.py checks it).
+-- The same math as fastapi_ratelimits.ops.top.SpaceSaving.fold (tests/test_top.py checks it).
 --
 -- KEYS[1]  sorted set: member = counter key, score = count (an upper bound of its hits)
 -- KEYS[2]  hash: member -> error (count - error is a lower bound); field "" = hits folded

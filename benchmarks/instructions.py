@@ -17,6 +17,23 @@ hundred instructions in all, under one per request). ``PYTHONHASHSEED=0`` makes 
 the same counts to within a fraction of a percent (the garbage collector and the Redis
 replies' timing move them a little).
 
+What is not a request's own cost is kept out of the stretch, as it is off the request path
+at real speed:
+
+* the refusal log: the benchmark apps set the ``fastapi_ratelimits`` logger to WARNING, as a
+  production app does (``benchmarks/apps/common.py``; docs/reference/logging.md), so a
+  refused request's log call is the level check alone. (Left on, it writes ten lines per
+  second of wall time, and under valgrind a second is a few dozen to a few hundred requests.)
+* the top callers' flusher (``fastapi_ratelimits.ops.top``): a task of the app's lifespan that
+  folds the buffered hits into the summaries twice a second of wall time (on Redis, one
+  pipeline each). Under valgrind, about 50 times slower, a flush would fall every few dozen
+  counted requests. The app's module exposes its ``install()`` handle as ``limits``
+  (``benchmarks/apps/ours.py``), and this process calls ``limits.top.stop()`` after the
+  warm-up (which folds the warm-up's hits, uncounted), counts, then ``limits.top.start()``
+  again; the shutdown folds the counted requests' hits. The request path's part, one
+  ``deque.append`` per request, is counted. ``benchmarks.run``'s wrk and in-process runs
+  leave the flusher running, as in production.
+
 Redis cases run ``--concurrency`` requests at a time (16 by default: the coalescing of
 decisions into one call is part of what a loaded server does); the others one at a time.
 ``ratio`` is the bare app's instructions per request divided by the case's: what the
@@ -73,30 +90,37 @@ def unavailable() -> str | None:
     return None
 
 
-def _load(spec: Spec) -> Any:
+def _load(spec: Spec) -> tuple[Any, Any]:
+    """The case's app, and its ``install()`` handle (the module's ``limits``) or None."""
     for name in [k for k in os.environ if k.startswith("BENCH_")]:  # nothing of the previous case
         del os.environ[name]
     os.environ.update(spec.env)
     for mod in [m for m in sys.modules if m.startswith("benchmarks.apps")]:
         del sys.modules[mod]
-    module, attr = spec.app.split(":")
-    return getattr(importlib.import_module(module), attr)
+    module_name, attr = spec.app.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr), getattr(module, "limits", None)
 
 
 async def _child(specs: list[Spec], n: int, warmup: int) -> None:
     from benchmarks.inprocess import _drive, _lifespan
 
     for spec in specs:
-        app = _load(spec)
+        app, limits = _load(spec)
         stop = await _lifespan(app)
         statuses: dict[int, int] = {}
         try:
             conc = spec.concurrency
             await _drive(app, max(conc, warmup - warmup % conc), conc, {})  # the refused scenario's unit goes here
+            top = getattr(limits, "top", None)  # the top callers (fastapi_ratelimits.ops.top)
+            if top is not None:
+                await top.stop()  # the flusher held off; the warm-up's hits folded now, not counted
             gc.collect()
             os.getpgrp()  # callgrind dumps: what came before is not counted
             await _drive(app, n - n % conc, conc, statuses)
             os.getpgrp()  # callgrind dumps: the n requests
+            if top is not None:
+                top.start()  # as in production again; the shutdown folds the counted requests' hits
         finally:
             await stop()
         print(json.dumps({"key": spec.key, "statuses": statuses}), flush=True)

@@ -23,8 +23,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from fastapi_ratelimits import install
-from fastapi_ratelimits.metrics import Metrics, NoopMetrics
-from fastapi_ratelimits.middleware import RateLimitMiddleware
+from fastapi_ratelimits.http.middleware import RateLimitMiddleware
+from fastapi_ratelimits.ops.metrics import Metrics, NoopMetrics
 
 RULES = {"version": 1, "rules": [{"name": "all", "match": {"path": "/**"}, "limit": "1000000000/hour"}]}
 

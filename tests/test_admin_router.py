@@ -20,10 +20,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from fastapi_ratelimits.admin import build_admin_router, mask_url, token_id
 from fastapi_ratelimits.config import LoadedConfig, RateLimitsConfig, config_hash, validate_data
 from fastapi_ratelimits.errors import StorageError
-from fastapi_ratelimits.metrics import Metrics, NoopMetrics
+from fastapi_ratelimits.ops.admin import build_admin_router, mask_url, token_id
+from fastapi_ratelimits.ops.metrics import Metrics, NoopMetrics
 from support.servers import free_port
 
 ENV = "TEST_RATELIMITS_ADMIN_TOKEN"

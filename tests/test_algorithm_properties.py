@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fastapi_ratelimits.algorithms import BUILTINS, LimitParams, LimitResult
-from fastapi_ratelimits.registry import get_algorithm
+from fastapi_ratelimits.core.registry import get_algorithm
 from fastapi_ratelimits.storage.base import Check, CheckResult
 from fastapi_ratelimits.storage.memory import MemoryStore
 from support.reference_models import MODELS

@@ -6,7 +6,9 @@ what a request costs in process."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import instructions, run  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _package_log_level() -> Iterator[None]:
+    """The benchmark apps set the package logger's level (as a production app would); the
+    other tests of this process get it back as it was."""
+    logger = logging.getLogger("fastapi_ratelimits")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def test_pair_ratios_cancel_a_drift_the_median_of_all_bare_runs_would_show() -> None:
@@ -93,6 +105,20 @@ def _load_ours(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
     from benchmarks.apps import ours
 
     return ours.app
+
+
+def test_ours_hands_out_its_handle_and_logs_no_refusal_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What benchmarks/instructions.py relies on to keep work off the request path out of its
+    count: the app's module names its install() handle ``limits`` (whose top callers'
+    flusher it holds off), and the refusal lines (INFO) are off, store failures (WARNING) on."""
+    app = _load_ours(monkeypatch)
+    from benchmarks.apps import ours
+
+    assert ours.limits.app is app
+    assert ours.limits.top is not None
+    logger = logging.getLogger("fastapi_ratelimits")
+    assert logger.level == logging.WARNING  # its own level: install() leaves it alone
+    assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
 
 
 async def test_the_headers_none_case_sends_no_ratelimit_headers_and_the_default_sends_both(

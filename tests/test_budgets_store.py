@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fastapi_ratelimits.algorithms import LimitParams
 from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from fastapi_ratelimits.storage.settle import SETTLED_ALGORITHMS, settle_state
 
 SECOND = 1_000_000

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from fastapi_ratelimits.bench import ALGORITHMS, expected_count, workload
 from fastapi_ratelimits.cli import main
+from fastapi_ratelimits.cli.bench import ALGORITHMS, expected_count, workload
 
 ROW = re.compile(r"^(memory|redis)\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)%\s+([\d,]+)")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastapi_ratelimits import ConfigError, load_config
+from fastapi_ratelimits.core.registry import algorithm_names
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE = ["version: 1", "rules:", "  - name: api", "    match: {path: /api}", "    limit: 5/minute"]
@@ -30,6 +31,14 @@ class Case:
     says: str  # a part of the message that tells what is wrong
     name: str = "ratelimits.yaml"
     env: tuple[tuple[str, str], ...] = ()
+    known: tuple[str, ...] = ()  # algorithms the message's "(known: a, b, ...)" list holds, among others
+
+
+# The built-in algorithms. Tests elsewhere register algorithms of their own (the registry is
+# the process's), so the list of known algorithms in a message holds these and maybe more
+# (and a long list is cut with the message, at 300 characters).
+BUILTIN_ALGORITHMS = ("fixed_window", "gcra", "leaky_bucket", "queue", "sliding_window", "sliding_window_log",
+                      "token_bucket")
 
 
 CASES = [
@@ -50,7 +59,7 @@ CASES = [
                                "    limit: 5/minute"),
          "3:11", "rules[0].name", "'my rule' is not a rule name"),
     Case("unknown-algorithm", text(*RULE, "    algorithm: tokenbucket"), "6:16", "rules[0].algorithm",
-         "unknown algorithm 'tokenbucket' (known: fixed_window, gcra"),
+         "unknown algorithm 'tokenbucket' (known: ", known=BUILTIN_ALGORITHMS),
     Case("unknown-default-algorithm", text("version: 1", "defaults:", "  algorithm: leaky"), "3:14",
          "defaults.algorithm", "unknown algorithm 'leaky'"),
     Case("unknown-scope", text(*RULE, "    scope: usr"), "6:12", "rules[0].scope",
@@ -245,7 +254,25 @@ def test_broken_file_names_file_line_and_field(case: Case, tmp_path: Path) -> No
     prefix += f" {case.path}: " if case.path else " "
     assert message.startswith(prefix), f"\n{message!r}\nshould start with\n{prefix!r}"
     assert case.says in message, f"\n{message!r}\nshould say\n{case.says!r}"
+    if case.known:
+        check_known_algorithms(message, case.known)
     assert "Traceback" not in message
+
+
+def check_known_algorithms(message: str, builtins: tuple[str, ...]) -> None:
+    """The message lists every algorithm registered now, sorted, the built-ins among them
+    (up to where a long message is cut: then the names shown are the first ones)."""
+    registered = algorithm_names()
+    assert set(builtins) <= set(registered), registered
+    shown = message.split("(known: ", 1)[1]
+    cut = "...(+" in shown
+    names = (shown.split("...(+", 1)[0] if cut else shown.removesuffix(")")).split(", ")
+    if cut:
+        last = names.pop()
+        assert registered[len(names)].startswith(last), (last, registered)
+        assert names == registered[: len(names)], (names, registered)
+    else:
+        assert names == registered, (names, registered)
 
 
 def test_there_are_many_cases_in_yaml_and_toml() -> None:

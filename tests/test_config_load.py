@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from fastapi_ratelimits import ConfigError, Rate, RateLimitsConfig, load_config, parse_rate
 from fastapi_ratelimits.config import load_text, validate_data
 from fastapi_ratelimits.config.yaml_source import read_yaml
-from fastapi_ratelimits.rates import parse_duration_us
+from fastapi_ratelimits.core.rates import parse_duration_us
 
 DATA = Path(__file__).resolve().parent / "data"
 CONTRACT_YAML = DATA / "contract.yaml"
@@ -138,7 +138,8 @@ def test_seed_style_capacity_and_fill_rate() -> None:
 
 
 def test_identities_from_install_and_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi_ratelimits import register_identity, registry
+    from fastapi_ratelimits import register_identity
+    from fastapi_ratelimits.core import registry
 
     monkeypatch.setattr(registry, "_IDENTITIES", dict(registry._IDENTITIES))  # undone after the test
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from fastapi_ratelimits.algorithms.base import Algorithm, LimitParams, LimitResult
 from fastapi_ratelimits.config import load_config
-from fastapi_ratelimits.engine import Engine, verdict
+from fastapi_ratelimits.core.engine import Engine, verdict
+from fastapi_ratelimits.core.registry import get_algorithm
 from fastapi_ratelimits.headers import admit_for, numbers_writer, rate_limit_headers
-from fastapi_ratelimits.registry import get_algorithm
 from fastapi_ratelimits.storage.base import Check, CheckResult
 from fastapi_ratelimits.storage.memory import MemoryStore, step_of
 
@@ -137,7 +137,7 @@ def test_the_memory_store_admits_what_decide_admits(algorithm: str, costs: list[
 
 
 def test_the_route_path_is_the_path_without_its_mount_point() -> None:
-    from fastapi_ratelimits.matching import route_path
+    from fastapi_ratelimits.core.matching import route_path
 
     cases = {("/api/items", "/api"): "/items", ("/api", "/api"): "", ("/apix/y", "/api"): "/apix/y",
              ("/other", "/api"): "/other", ("/items", ""): "/items", ("/api/", "/api"): "/"}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from fastapi_ratelimits import Decision, install
-from fastapi_ratelimits.clientip import ClientIPResolver, parse_ip
+from fastapi_ratelimits.core.clientip import ClientIPResolver, parse_ip
 from support.apps import client, rules, standard_app, statuses
 
 RULE = {"name": "per-ip", "match": {"path": "/whoami"}, "limit": "2/hour", "algorithm": "sliding_window_log"}

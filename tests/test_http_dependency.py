@@ -8,7 +8,7 @@ import pytest
 from fastapi import Depends, FastAPI, Request
 
 from fastapi_ratelimits import install, limit
-from fastapi_ratelimits.dependency import setup_app
+from fastapi_ratelimits.http.dependency import setup_app
 from support.apps import client, rules, statuses
 
 

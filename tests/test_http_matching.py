@@ -10,8 +10,8 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import PlainTextResponse
 
 from fastapi_ratelimits import install
-from fastapi_ratelimits.matching import Matcher, RuleMatch
-from fastapi_ratelimits.routes import RouteTable
+from fastapi_ratelimits.core.matching import Matcher, RuleMatch
+from fastapi_ratelimits.http.routes import RouteTable
 from support.apps import client, rules, standard_app, statuses
 
 LOG = {"defaults": {"algorithm": "sliding_window_log"}}

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_ratelimits import install, limit
-from fastapi_ratelimits.dependency import setup_app
+from fastapi_ratelimits.http.dependency import setup_app
 from support.apps import client, rules, standard_app
 
 
@@ -130,3 +130,64 @@ async def test_success_responses_declare_the_headers_and_the_document_validates(
     text = __import__("json").dumps(schema)
     assert '"example":' not in text
     validate(schema)
+
+
+async def test_problem_bodies_are_documented_as_problem_json_and_json_bodies_as_json() -> None:
+    """A rule with ``refusal_body: problem`` answers ``application/problem+json`` (RFC 9457):
+    its operations say so, with the problem's schema; JSON rules keep ``application/json``;
+    a status two kinds of rule can answer lists both. The body served matches the schema,
+    and the document still validates."""
+    from openapi_schema_validator import OAS31Validator
+    from openapi_spec_validator import validate
+
+    app = standard_app()
+    install(app, rules(
+        {"name": "items", "match": {"path": "/items/{id}", "methods": ["PUT"]}, "limit": "1/minute",
+         "refusal_body": "problem"},
+        {"name": "search", "match": {"path": "/api/**"}, "limit": "5/minute"},
+        {"name": "login", "match": {"route": "login"}, "limit": "5/minute", "refusal_body": "problem"},
+        {"name": "login-all", "match": {"route": "login"}, "scope": "global", "limit": "50/minute"},
+    ))
+    async with client(app) as c:
+        schema = (await c.get("/openapi.json")).json()
+        assert (await c.put("/items/7")).status_code == 200
+        refused = await c.put("/items/7")
+    problem_ref = {"$ref": "#/components/schemas/RateLimitProblem"}
+    json_ref = {"$ref": "#/components/schemas/RateLimitExceeded"}
+    assert responses(schema, "/items/{item_id}", "put")["429"]["content"] == {
+        "application/problem+json": {"schema": problem_ref}}
+    assert responses(schema, "/api/search", "get")["429"]["content"] == {"application/json": {"schema": json_ref}}
+    assert responses(schema, "/auth/login", "post")["429"]["content"] == {
+        "application/json": {"schema": json_ref}, "application/problem+json": {"schema": problem_ref}}
+    components = schema["components"]["schemas"]
+    assert components["RateLimitProblem"]["required"] == [
+        "type", "title", "status", "detail", "violated-policies", "rule", "retry_after_seconds"]
+    # what the middleware answers is what the document says
+    assert refused.status_code == 429 and refused.headers["content-type"] == "application/problem+json"
+    OAS31Validator(components["RateLimitProblem"]).validate(refused.json())
+    validate(schema)
+
+
+async def test_only_json_bodies_leave_the_problem_schema_out() -> None:
+    app = standard_app()
+    install(app, rules({"name": "search", "match": {"path": "/api/**"}, "limit": "5/minute"},
+                       defaults={"refusal_body": "json"}))
+    async with client(app) as c:
+        schema = (await c.get("/openapi.json")).json()
+    assert "RateLimitProblem" not in schema["components"]["schemas"]
+    assert "RateLimitExceeded" in schema["components"]["schemas"]
+
+
+async def test_a_problem_default_applies_to_every_rule_and_limit_dependencies_keep_json() -> None:
+    app = standard_app()
+
+    @app.get("/guarded", dependencies=[Depends(limit("3/minute", name="guarded"))])
+    async def guarded() -> dict[str, bool]:
+        return {"ok": True}
+
+    install(app, rules({"name": "search", "match": {"path": "/api/**"}, "limit": "5/minute"},
+                       defaults={"refusal_body": "problem"}))
+    async with client(app) as c:
+        schema = (await c.get("/openapi.json")).json()
+    assert set(responses(schema, "/api/search", "get")["429"]["content"]) == {"application/problem+json"}
+    assert set(responses(schema, "/guarded", "get")["429"]["content"]) == {"application/json"}

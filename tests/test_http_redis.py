@@ -14,7 +14,7 @@ import redis.asyncio
 
 from fastapi_ratelimits import install
 from fastapi_ratelimits.storage.breaker import BreakerStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.apps import client, rules, standard_app, statuses
 from support.servers import RedisServer, free_port, wait_until
 from support.timing import StallMeter, Stopwatch
@@ -29,10 +29,13 @@ def redis_storage(url: str, prefix: str, **extra: object) -> dict[str, object]:
 
 async def test_layered_limits_on_redis_never_drain_the_shared_one(redis_url: str, key_prefix: str) -> None:
     app = standard_app()
+    # the store's timeout is not the point here: 30 s, a failure bound (at the default 50 ms a
+    # busy machine's late reply fails the status peek, or opens a decision to on_error: allow)
     limits = install(app, rules(
         {"name": "everyone", "match": {"path": "/api/**"}, "scope": "global", "limit": "10/hour"},
         {"name": "per-user", "match": {"path": "/api/**"}, "scope": "user", "limit": "3/hour"},
-        identities={"user": "header:X-User-ID"}, defaults=LOG, storage=redis_storage(redis_url, key_prefix),
+        identities={"user": "header:X-User-ID"}, defaults=LOG,
+        storage=redis_storage(redis_url, key_prefix, timeout_ms=30_000),
     ))
     try:
         async with client(app) as c:

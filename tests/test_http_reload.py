@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_ratelimits import RateLimits, install, limit
-from fastapi_ratelimits.metrics import Metrics
+from fastapi_ratelimits.ops.metrics import Metrics
 from support.apps import client, rules, standard_app, statuses
 from support.servers import free_port
 from support.timing import StallMeter

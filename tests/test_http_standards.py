@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fastapi_ratelimits import install, load_config
 from fastapi_ratelimits.algorithms.base import LimitResult
-from fastapi_ratelimits.engine import Engine, verdict
+from fastapi_ratelimits.core.engine import Engine, verdict
 from fastapi_ratelimits.headers import admit_for, admitted_headers, dialect_names, get_dialect, rate_limit_headers
 from fastapi_ratelimits.storage.base import CheckResult
 from support.apps import client, rules, standard_app, statuses

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fastapi_ratelimits.logs import Escaped, PacedLog, RefusalLogger, escape
+from fastapi_ratelimits.ops.logs import Escaped, PacedLog, RefusalLogger, escape
 
 LOGGER = "fastapi_ratelimits.test_logs"
 SUMMARY = re.compile(r"^(\d+) more refusals suppressed")

@@ -247,7 +247,7 @@ def plain_twin(algorithm: str) -> str:
     """A subclass of the built-in that does not define ``step``: the store decides it
     with ``peek`` and ``commit``, the way it decides any algorithm of a user's."""
     if algorithm not in _PLAIN:
-        from fastapi_ratelimits.registry import get_algorithm, register_algorithm
+        from fastapi_ratelimits.core.registry import get_algorithm, register_algorithm
 
         cls = get_algorithm(algorithm)
         name = f"plain-{algorithm}"
@@ -285,7 +285,7 @@ def test_the_fast_path_decides_as_peek_and_commit(algorithm: str, data: st.DataO
 
 def test_a_subclass_that_changes_peek_is_decided_with_its_peek() -> None:
     from fastapi_ratelimits.algorithms import FixedWindow, LimitResult
-    from fastapi_ratelimits.registry import register_algorithm
+    from fastapi_ratelimits.core.registry import register_algorithm
 
     class Closed(FixedWindow):
         name = "closed-for-the-test"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastapi_ratelimits.metrics import (
+from fastapi_ratelimits.ops.metrics import (
     OUTCOMES,
     Metrics,
     NoopMetrics,

@@ -15,7 +15,7 @@ from fastapi_ratelimits.errors import StorageError
 from fastapi_ratelimits.storage.base import Check, CheckResult
 from fastapi_ratelimits.storage.batching import MAX_BATCH
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.servers import RedisServer
 
 ALGORITHMS = ["token_bucket", "leaky_bucket", "fixed_window", "sliding_window", "sliding_window_log", "queue", "gcra"]

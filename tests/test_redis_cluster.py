@@ -19,7 +19,7 @@ from fastapi_ratelimits.errors import StorageError
 from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.keys import limit_key
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.cluster import RedisClusterServers, redis_cluster
 from support.timing import StallMeter, Stopwatch
 from test_redis_equivalence import T0, checks, steps

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_ratelimits.algorithms import BUILTINS, LimitParams
-from fastapi_ratelimits.registry import get_algorithm
+from fastapi_ratelimits.core.registry import get_algorithm
 from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 
 ALGORITHMS = [cls.name for cls in BUILTINS]
 SECOND = 1_000_000

@@ -17,11 +17,11 @@ import redis.asyncio
 
 from fastapi_ratelimits.algorithms import BUILTINS, LimitParams
 from fastapi_ratelimits.algorithms.base import Algorithm, LimitResult
+from fastapi_ratelimits.core.registry import register_algorithm
 from fastapi_ratelimits.errors import ConfigError, StorageError
-from fastapi_ratelimits.registry import register_algorithm
 from fastapi_ratelimits.storage.base import Check, Store, safe_key
-from fastapi_ratelimits.storage.redis import RedisStore, SyncRedisStore
-from fastapi_ratelimits.storage.scripts import LUA_DIR, ScriptCache, lua_path
+from fastapi_ratelimits.storage.redis.scripts import LUA_DIR, ScriptCache, lua_path
+from fastapi_ratelimits.storage.redis.store import RedisStore, SyncRedisStore
 from fastapi_ratelimits.storage.urls import parse_redis_url
 from support.servers import RedisServer, free_port, ping, server_binary, wait_until
 from support.timing import StallMeter, Stopwatch

@@ -1,4 +1,4 @@
-"""The store's own pipelined connection for decisions (storage/wire.py), on a real Redis:
+"""The store's own pipelined connection for decisions (storage/redis/wire.py), on a real Redis:
 what it does when the server loses the script, drops the connection, stops answering, or
 when the store moves to another event loop; its handshake (AUTH with a user, SELECT, the
 client name, a refused password, TLS); and the redis-py path it falls back on."""
@@ -19,7 +19,7 @@ from fastapi_ratelimits.errors import StorageError
 from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.breaker import BreakerStore
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.servers import RedisServer, free_port, redis_server
 from support.timing import StallMeter, Stopwatch
 
@@ -182,7 +182,7 @@ async def test_without_the_wire_decisions_go_through_redis_py(redis_url: str, ke
 def test_a_connection_class_of_the_users_own_gets_the_pool_path(redis_url: str) -> None:
     """The wire connects as the pool's connections would, read from redis-py's public API;
     a connection class it does not know (the user's own) leaves decisions on the pool path."""
-    from fastapi_ratelimits.storage.redis import _wire_for
+    from fastapi_ratelimits.storage.redis.store import _wire_for
 
     pool = redis.asyncio.ConnectionPool.from_url(redis_url)
     assert _wire_for(pool, 1000) is not None  # this redis-py: the wire

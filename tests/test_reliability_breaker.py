@@ -16,7 +16,7 @@ from fastapi_ratelimits.errors import StorageError
 from fastapi_ratelimits.storage.base import Check
 from fastapi_ratelimits.storage.breaker import BreakerStore, CircuitOpen
 from fastapi_ratelimits.storage.factory import open_store
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from support.apps import client, rules, standard_app
 from support.servers import RedisServer
 from support.timing import StallMeter, Stopwatch

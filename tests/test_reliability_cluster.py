@@ -17,7 +17,7 @@ import redis
 from redis.crc import key_slot
 
 from fastapi_ratelimits.config import load_config
-from fastapi_ratelimits.engine import Engine
+from fastapi_ratelimits.core.engine import Engine
 from fastapi_ratelimits.storage.keys import limit_key
 from support.cluster import RedisClusterServers, redis_cluster
 from support.faults import PATHS, RULE_OF, check_never_broken, check_on_error, check_recovered, config_text, record, run

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from fastapi_ratelimits.config import load_config
-from fastapi_ratelimits.engine import Engine
+from fastapi_ratelimits.core.engine import Engine
 from fastapi_ratelimits.storage.keys import limit_key
 from support.faults import (
     check_never_broken,

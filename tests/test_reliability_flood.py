@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from fastapi_ratelimits import RateLimits, install
-from fastapi_ratelimits.middleware import RateLimitMiddleware
+from fastapi_ratelimits.http.middleware import RateLimitMiddleware
 from fastapi_ratelimits.storage.memory import MemoryStore
 from support.apps import client, rules, standard_app
 from support.load import NOTES

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from fastapi_ratelimits import install
 from fastapi_ratelimits.config import load_config
+from fastapi_ratelimits.core.patterns import _PARAM, compile_pattern
+from fastapi_ratelimits.core.wildcards import GuardedPattern, fullmatch, glob_tokens, template_tokens, tokens_regex
 from fastapi_ratelimits.errors import ConfigError
-from fastapi_ratelimits.patterns import _PARAM, compile_pattern
-from fastapi_ratelimits.wildcards import GuardedPattern, fullmatch, glob_tokens, template_tokens, tokens_regex
 from support.apps import client, rules, standard_app
 
 globs = st.lists(st.sampled_from(["a", "b", "/", "*", "**", "/**", "/**/", "-"]), min_size=1, max_size=8).map(

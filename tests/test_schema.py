@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fastapi_ratelimits.config import json_schema, json_schema_text
-from fastapi_ratelimits.rates import DURATION_JSON_PATTERN, RATE_JSON_PATTERN, parse_rate
+from fastapi_ratelimits.core.rates import DURATION_JSON_PATTERN, RATE_JSON_PATTERN, parse_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schemas" / "ratelimits.schema.json"

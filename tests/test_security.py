@@ -22,10 +22,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from fastapi_ratelimits import Decision, RateLimits, install
-from fastapi_ratelimits.admin import mask_url
 from fastapi_ratelimits.config import load_config, redact_url
 from fastapi_ratelimits.errors import ConfigError
-from fastapi_ratelimits.reload import FileWatcher
+from fastapi_ratelimits.ops.admin import mask_url
+from fastapi_ratelimits.ops.reload import FileWatcher
 from fastapi_ratelimits.storage.urls import parse_redis_url
 from support.apps import client, rules, statuses
 
@@ -452,7 +452,7 @@ async def test_a_symlink_to_dev_zero_does_not_stop_later_reloads(tmp_path: Path)
 
 
 def test_json_helpers_are_plain_json() -> None:  # the admin's strict parser accepts what json.dumps writes
-    from fastapi_ratelimits.admin import parse_reset
+    from fastapi_ratelimits.ops.admin import parse_reset
 
     body = parse_reset(json.dumps({"rule": "login", "key": "ünï"}).encode())
     assert body.rule == "login" and body.key == "ünï"

@@ -1,4 +1,4 @@
-"""Top callers (:mod:`fastapi_ratelimits.top`): the Space-Saving bounds (Hypothesis), the Lua
+"""Top callers (:mod:`fastapi_ratelimits.ops.top`): the Space-Saving bounds (Hypothesis), the Lua
 twin against the Python one on the real Redis, and ``GET {admin}/top`` of an installed app."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_ratelimits import install
-from fastapi_ratelimits.top import RedisSummaries, SpaceSaving, TopCallers, View, merge
+from fastapi_ratelimits.ops.top import RedisSummaries, SpaceSaving, TopCallers, View, merge
 
 SETTINGS = settings(max_examples=int(os.environ.get("PROP_EXAMPLES", "80")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -133,7 +133,7 @@ async def test_epochs_rotate_and_old_hits_leave_the_window() -> None:
 
 
 def _refusal(rule: str, key: str) -> Any:
-    from fastapi_ratelimits.decision import Decision, RuleOutcome
+    from fastapi_ratelimits.core.decision import Decision, RuleOutcome
 
     outcome = RuleOutcome(rule, key, False, False, False, (), None, "none")  # type: ignore[arg-type]
     return Decision(False, rule, 429, 1, 0.0, (outcome,))
@@ -280,7 +280,7 @@ async def test_the_buffer_is_bounded_and_a_failed_flush_is_counted() -> None:
 
 
 async def test_a_flood_of_keys_is_folded_in_steps_the_same_way_in_redis(redis_url: str, key_prefix: str) -> None:
-    from fastapi_ratelimits.top import CHUNK, LocalSummaries
+    from fastapi_ratelimits.ops.top import CHUNK, LocalSummaries
 
     items = [(f"ip:10.0.{i // 250}.{i % 250}", 1 + i % 7) for i in range(3 * CHUNK + 17)]  # several steps
     batch: Any = {("r", "limited"): items}

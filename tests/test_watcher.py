@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fastapi_ratelimits.reload import FileWatcher
+from fastapi_ratelimits.ops.reload import FileWatcher
 from support.timing import StallMeter
 
 DEADLINE_S = 1.0  # the contract: new rules in force within one second (of the process's own time)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_ratelimits.storage.memory import MemoryStore
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 from fastapi_ratelimits.storage.slots import SlotResult
 
 SECOND = 1_000_000

@@ -7,11 +7,19 @@ BENCH_SCENARIO=refused: a limit of 1 a day (every request after the first is ref
 BENCH_STORAGE=memory|redis, BENCH_REDIS_URL, BENCH_ALGORITHM, BENCH_PREFIX (keys of this
 run only), BENCH_RULES (ours: how many rules apply to /ping, to show that more rules are
 still one Redis round trip), BENCH_HEADERS (ours: ``defaults.headers``, ietf or none).
+
+Logging as a production app sets it: the ``fastapi_ratelimits`` logger at WARNING, so the
+refusal lines (INFO, see docs/reference/logging.md) are off and store failures (WARNING)
+still show. Set before ``install()`` runs, it also keeps ``install()`` from turning them on
+(it does so only for a logger with no level of its own).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+
+logging.getLogger("fastapi_ratelimits").setLevel(logging.WARNING)
 
 SCENARIO = os.environ.get("BENCH_SCENARIO", "allowed")
 STORAGE = os.environ.get("BENCH_STORAGE", "memory")

@@ -5,7 +5,10 @@ rules that do not apply to ``GET /ping``). All of a request's rules decide in on
 
 BENCH_HEADERS sets ``defaults.headers`` (ietf, the default, writes ``RateLimit`` and
 ``RateLimit-Policy`` on every answer; ``none`` writes neither, as slowapi and
-fastapi-limiter do by default): what the two headers cost."""
+fastapi-limiter do by default): what the two headers cost.
+
+``limits`` is the handle ``install()`` returns: ``benchmarks/instructions.py`` holds its top
+callers' flusher (``limits.top``) off while it counts."""
 
 from fastapi import FastAPI
 
@@ -58,7 +61,7 @@ elif RULES == 10:  # a realistic large file: globs, tiers, two windows, a shadow
 elif RULES != 1:
     raise SystemExit(f"BENCH_RULES is 1, 3 or 10, not {RULES}")
 
-install(
+limits = install(
     app,
     {
         "version": 1,

@@ -5,13 +5,13 @@ from typing import TYPE_CHECKING, Any
 from . import api, compiled
 from .api import Limiter
 from .config import LoadedConfig, RateLimitsConfig, load_config
-from .decision import Decision, RuleOutcome
-from .dependency import RateLimitRefused, limit
+from .core.decision import Decision, RuleOutcome
+from .core.rates import Rate, parse_rate
+from .core.registry import register_algorithm, register_identity
 from .errors import ConfigError, RateLimitExceeded, StorageError
+from .http.dependency import RateLimitRefused, limit
+from .http.middleware import RateLimitMiddleware
 from .install import RateLimits, ReloadResult, install
-from .middleware import RateLimitMiddleware
-from .rates import Rate, parse_rate
-from .registry import register_algorithm, register_identity
 
 if TYPE_CHECKING:
     from .compat import (

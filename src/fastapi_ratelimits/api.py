@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .algorithms.base import LimitParams, LimitResult
+from .core.rates import parse_duration_us, parse_rate
+from .core.registry import get_algorithm
 from .errors import RateLimitExceeded
-from .rates import parse_duration_us, parse_rate
-from .registry import get_algorithm
 from .storage.base import Check, CheckResult
 from .storage.memory import default_memory_store
 

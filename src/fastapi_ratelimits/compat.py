@@ -42,8 +42,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from .algorithms.base import LimitParams, LimitResult
+from .core.rates import MAX_LIMIT, MAX_WINDOW_US
 from .errors import StorageError
-from .rates import MAX_LIMIT, MAX_WINDOW_US
 from .storage.base import Check, CheckResult, Store
 from .storage.memory import default_memory_store
 
@@ -90,7 +90,7 @@ _stores_lock = threading.Lock()
 
 
 def _redis_store(client: Any, key_prefix: str, timeout_ms: int) -> Any:
-    from .storage.redis import RedisStore, SyncRedisStore
+    from .storage.redis.store import RedisStore, SyncRedisStore
 
     with _stores_lock:
         per_client: dict[tuple[str, int], Any] | None = getattr(client, _STORES_ATTR, None)

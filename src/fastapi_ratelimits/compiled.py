@@ -21,9 +21,11 @@ import warnings
 
 #: the modules compiled, as paths under the package without ``.py`` (setup.py reads this)
 HOT: tuple[str, ...] = (
-    "middleware", "gate", "engine", "matching", "clientip", "routes", "identity", "decision", "metrics",
+    "http/middleware", "http/routes",
+    "core/gate", "core/engine", "core/matching", "core/clientip", "core/identity", "core/decision",
+    "ops/metrics",
     "headers/render", "headers/dialects", "headers/ietf10", "headers/legacy", "headers/builtin",
-    "storage/keys", "storage/memory", "storage/refusals", "storage/batching", "storage/wire",
+    "storage/keys", "storage/memory", "storage/refusals", "storage/batching", "storage/redis/wire",
     "algorithms/base", "algorithms/fixed_window", "algorithms/gcra", "algorithms/token_bucket",
     "algorithms/leaky_bucket", "algorithms/sliding_window",
 )

@@ -33,26 +33,26 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .admin import build_admin_router
-from .admin_page import admin_page_router
-from .budgets import CostFn, Tab, tab_for
 from .config import LoadedConfig, RateLimitsConfig, load_config
-from .decision import Decision, RuleOutcome
-from .engine import CompiledRule, Engine, Prepared, verdict
+from .core.budgets import CostFn, Tab, tab_for
+from .core.decision import Decision, RuleOutcome
+from .core.engine import CompiledRule, Engine, Prepared, verdict
+from .core.fallback import decide_checks
+from .core.gate import Gate
+from .core.matching import DOCS_PATHS
+from .core.registry import IdentityFn
 from .errors import ConfigError
-from .fallback import decide_checks
-from .gate import Gate
-from .logs import RefusalLogger, escape, show_by_default
-from .matching import DOCS_PATHS
-from .metrics import Metrics, MetricsLike, create_metrics
-from .middleware import RateLimitMiddleware
-from .registry import IdentityFn
-from .reload import FileWatcher
+from .http.middleware import RateLimitMiddleware
+from .http.websocket import WebSocketLimits
+from .ops.admin import build_admin_router
+from .ops.admin_page import admin_page_router
+from .ops.logs import RefusalLogger, escape, show_by_default
+from .ops.metrics import Metrics, MetricsLike, create_metrics
+from .ops.reload import FileWatcher
+from .ops.top import TopCallers
 from .storage.base import CheckResult, Store
 from .storage.factory import check_storage, is_memory, open_store, refusal_cache
 from .storage.memory import MemoryStore
-from .top import TopCallers
-from .websocket import WebSocketLimits
 
 log = logging.getLogger("fastapi_ratelimits")
 reload_log = logging.getLogger("fastapi_ratelimits.reload")
@@ -106,7 +106,7 @@ class RateLimits:
                  on_refused: OnRefused | None = None, clock: Callable[[], float] | None = None,
                  costs: Mapping[str, CostFn] | None = None) -> None:
         self.app = app
-        #: cost functions of rules with ``cost: {from: function, name: ...}`` (see :mod:`.budgets`)
+        #: cost functions of rules with ``cost: {from: function, name: ...}`` (see :mod:`.core.budgets`)
         self.costs: dict[str, CostFn] = dict(costs or {})
         self.source = source
         # A path is made absolute (a reload reads the file install() read, whatever the working
@@ -138,7 +138,7 @@ class RateLimits:
         self._watcher: FileWatcher | None = None
         self._logged_error: str | None = None  # the reload error last logged (logged once)
         self.refusals = RefusalLogger(log)
-        #: top callers per rule (see :mod:`.top`), counted by the metrics' hooks
+        #: top callers per rule (see :mod:`.ops.top`), counted by the metrics' hooks
         self.top = TopCallers(lambda: self._store, clock=clock or time.time)
         self.metrics: MetricsLike = create_metrics()
         self._metrics: Metrics | None = None
@@ -147,13 +147,13 @@ class RateLimits:
                          notify=self.notify_decision, listeners=self._decision_listeners,
                          open_store=self.ensure_store, clock_us=self._clock_us, tab_for=self._tab_for)
         self._set_metrics(self.metrics)
-        #: websocket connections and messages (:mod:`.websocket`); the middleware hands it every
+        #: websocket connections and messages (:mod:`.http.websocket`); the middleware hands it every
         #: websocket scope
         self.websockets = WebSocketLimits(self)
 
     def _tab_for(self, rule_budgets: Mapping[str, Any], prep: Prepared, results: Sequence[CheckResult], store: Store,
                  scope: Any) -> Tab | None:
-        """The budget tab of an admitted request (:mod:`.budgets`), for the gate."""
+        """The budget tab of an admitted request (:mod:`.core.budgets`), for the gate."""
         return tab_for(rule_budgets, prep.rules, results, store, scope, self._clock_us, self.costs, self.metrics.registry)
 
     # -- metrics and refusal logs ---------------------------------------------------------
@@ -542,8 +542,8 @@ def install(app: Any, path_or_config: Source, *, storage: Any = None, watch: boo
     _wrap_lifespan(app, limits)
     if loaded.config.admin.enabled:
         _mount_admin(app, limits)
-    from .dependency import setup_app
-    from .openapi import document_limits
+    from .http.dependency import setup_app
+    from .http.openapi import document_limits
 
     document_limits(app, limits)
     setup_app(app)

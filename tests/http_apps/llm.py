@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from fastapi_ratelimits import install
-from fastapi_ratelimits.budgets import Produced
+from fastapi_ratelimits.core.budgets import Produced
 
 app = FastAPI()
 produced: dict[str, int] = {}

@@ -18,7 +18,7 @@ import redis.asyncio
 
 from fastapi_ratelimits.algorithms import LimitParams
 from fastapi_ratelimits.storage.base import Check
-from fastapi_ratelimits.storage.redis import RedisStore
+from fastapi_ratelimits.storage.redis.store import RedisStore
 
 WEEK_US = 7 * 86_400 * 1_000_000
 

@@ -1,4 +1,4 @@
-"""The built-in algorithms, one module each (the registry, :mod:`..registry`, knows them by name)."""
+"""The built-in algorithms, one module each (the registry, :mod:`..core.registry`, knows them by name)."""
 
 from .base import Algorithm, LimitParams, LimitResult
 from .fixed_window import FixedWindow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..rates import Rate
+from ..core.rates import Rate
 from .locations import PathT
 from .models import BUILTIN_SCOPES, RateLimitsConfig, Rule
 
@@ -19,7 +19,7 @@ def _known(names: Iterable[str]) -> str:
 def _check_cost(cost: int, cost_path: PathT, algorithm: str, limits: list[Rate], burst: int | None,
                 whose: str, report: Report) -> None:
     """A cost larger than what a limit can ever hold would refuse every request."""
-    from ..registry import get_algorithm
+    from ..core.registry import get_algorithm
 
     if cost == 1 or algorithm == "queue":  # a queue may still serve it after a wait
         return
@@ -34,7 +34,7 @@ def _check_cost(cost: int, cost_path: PathT, algorithm: str, limits: list[Rate],
 
 def semantic_checks(cfg: RateLimitsConfig, report: Report, extra_identities: Iterable[str] = ()) -> None:
     """Report (path, message[, prefer_key]) for every problem found."""
-    from ..registry import algorithm_names, get_algorithm, identity_names
+    from ..core.registry import algorithm_names, get_algorithm, identity_names
 
     algos = set(algorithm_names())
     scopes = BUILTIN_SCOPES | set(cfg.identities) | set(extra_identities) | set(identity_names())

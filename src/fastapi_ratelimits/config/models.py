@@ -22,10 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.patterns import compile_pattern
+from ..core.rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN, Rate, parse_duration_us, parse_rate
 from ..headers.dialects import describe as describe_dialects
 from ..headers.dialects import dialect_names
-from ..patterns import compile_pattern
-from ..rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN, Rate, parse_duration_us, parse_rate
 from .urls import check_storage_url
 
 RefusalBody = Literal["json", "problem"]

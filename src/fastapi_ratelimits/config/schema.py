@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN
+from ..core.rates import DURATION_JSON_PATTERN, RATE_HINT, RATE_JSON_PATTERN
 from .models import RateLimitsConfig
 
 _MESSAGES = {

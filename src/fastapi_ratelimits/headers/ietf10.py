@@ -8,7 +8,7 @@ Two response fields, RFC 9651 Lists of Items whose value is the policy name (a S
 Policy parameters: ``q`` (quota, in quota units), ``qu`` (the unit, a String; absent means
 ``requests``), ``w`` (window, whole seconds), ``pk`` (partition key, a Byte Sequence).
 Service-limit parameters: ``r`` (remaining), ``t`` (seconds until more quota is made
-available), ``pk``. Refusals may carry an RFC 9457 problem: see :mod:`..problem`.
+available), ``pk``. Refusals may carry an RFC 9457 problem: see :mod:`..http.problem`.
 """
 
 from __future__ import annotations

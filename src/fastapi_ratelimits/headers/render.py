@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Protocol
 
-from ..decision import Decision, LimitPieces
+from ..core.decision import Decision, LimitPieces
 from .dialects import LEGACY_BIT, STRUCTURED_BIT, Dialect, StructuredFields
 from .legacy import X_LIMIT, X_REMAINING, X_RESET
 
@@ -196,7 +196,7 @@ def admitted_headers(rules: Sequence[RuleHeaders], sets: Sequence[LimitSet], res
                      ) -> tuple[Headers, int] | None:
     """The headers and the queue delay (microseconds) of a request every rule admitted,
     straight from the store's results; None when one refused (then the full
-    :func:`~fastapi_ratelimits.engine.verdict` and :func:`rate_limit_headers` answer).
+    :func:`~fastapi_ratelimits.core.engine.verdict` and :func:`rate_limit_headers` answer).
 
     The same headers :func:`rate_limit_headers` writes for the admitted decision: every
     admitted check was committed, so remaining counts are the store's as they are.

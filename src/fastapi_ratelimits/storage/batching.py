@@ -12,7 +12,7 @@ request alone in its turn waits for nothing but that one callback.
 
 A request is a future (:meth:`Coalescer.submit`): no task and no coroutine of its own.
 The store hands the flush a ``post`` function that writes a call and answers it later
-through a callback (:mod:`.wire`), so a flush is a plain callback too; a store without
+through a callback (:mod:`.redis.wire`), so a flush is a plain callback too; a store without
 one gives a ``run`` coroutine function instead, and the flush runs it in a task.
 
 The requests of one call are decided at one instant (one ``TIME`` per call), as requests
@@ -43,8 +43,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+from ..core.registry import get_algorithm
 from ..errors import StorageError
-from ..registry import get_algorithm
 from .base import Check, CheckResult
 from .keys import check_keys
 

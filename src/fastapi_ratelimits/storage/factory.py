@@ -25,7 +25,7 @@ def is_memory(url: str) -> bool:
 
 def _redis_store_class() -> Any:
     try:
-        from .redis import RedisStore
+        from .redis.store import RedisStore
     except ImportError as exc:
         raise ConfigError(
             f"a Redis store is not available here ({exc}); install the redis extra: "
@@ -96,7 +96,7 @@ def refusal_cache(store: Store) -> RefusalCache | None:
     if isinstance(inner, MemoryStore):
         return None
     try:
-        from .redis import RedisStore
+        from .redis.store import RedisStore
     except ImportError:  # no redis extra: no Redis store either
         return None
     return inner.refusals if isinstance(inner, RedisStore) else None

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
-from ..registry import get_algorithm
+from ..core.registry import get_algorithm
 from .base import Check, CheckResult
 from .settle import settle_state
 from .slots import SlotOp, SlotResult, slot_step

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from ..algorithms.base import LimitParams, LimitResult
-from ..registry import get_algorithm
+from ..core.registry import get_algorithm
 from .base import Check, CheckResult
 
 MARGIN_US = 1_000

@@ -1,6 +1,6 @@
 -- fastapi-ratelimits: one decision for a batch of checks, all-or-nothing, in one call.
 --
--- Composed by storage/scripts.py: this file, with its marker line (below ALGORITHMS) replaced
+-- Composed by storage/redis/scripts.py: this file, with its marker line (below ALGORITHMS) replaced
 -- by the algorithm files (token_bucket.lua, ...), each adding its entry to ALGORITHMS.
 --
 -- KEYS: one key per limit of every check, in order.

@@ -15,6 +15,7 @@ importing the package warns about them.
 
 from __future__ import annotations
 
+import glob
 import importlib.machinery
 import os
 import warnings
@@ -47,14 +48,22 @@ def compiled() -> dict[str, bool]:
     return {m.replace("/", "."): _extension(m) is not None for m in HOT}
 
 
+def _built_at(ext: str) -> float:
+    """When the code of a compiled module was built: its extension is a small shim (left
+    alone by a rebuild that does not change it); the code is in mypyc's shared library
+    beside the package (``*__mypyc*``), which every rebuild writes."""
+    shared = glob.glob(os.path.join(glob.escape(os.path.dirname(_HERE)), "*__mypyc*"))
+    return max([os.path.getmtime(ext), *(os.path.getmtime(lib) for lib in shared)])
+
+
 def stale() -> list[str]:
-    """The modules whose compiled extension is older than their ``.py`` (edited or checked
-    out after the build): Python would run the old code."""
+    """The modules whose compiled code is older than their ``.py`` (edited or checked out
+    after the build): Python would run the old code."""
     out = []
     for m in HOT:
         ext = _extension(m)
         source = os.path.join(_HERE, *m.split("/")) + ".py"
-        if ext is not None and os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(ext):
+        if ext is not None and os.path.exists(source) and os.path.getmtime(source) > _built_at(ext):
             out.append(m.replace("/", "."))
     return out
 

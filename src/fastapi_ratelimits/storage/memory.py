@@ -35,6 +35,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
 from ..core.registry import get_algorithm
 from .base import Check, CheckResult
@@ -100,6 +102,7 @@ class _Table:
             self.ttl = ttl
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class MemoryStore:
     """Counters in this process. ``decide_sync``/``peek_sync``/``reset_sync`` are the
     thread-safe faces; ``decide``/``peek``/``reset`` the async ones (same work)."""

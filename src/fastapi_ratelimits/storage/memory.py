@@ -37,7 +37,12 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr
 
-from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
+from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step, StepResult
+from ..algorithms.fixed_window import FixedWindow
+from ..algorithms.gcra import GCRA
+from ..algorithms.leaky_bucket import LeakyBucket
+from ..algorithms.sliding_window import SlidingWindow
+from ..algorithms.token_bucket import TokenBucket
 from ..core.registry import get_algorithm
 from .base import Check, CheckResult
 from .settle import settle_state
@@ -73,11 +78,31 @@ def step_of(algo: Any) -> Step | None:
     return None
 
 
+#: the built-in algorithms' steps by number: a table of one of them calls its step directly
+#: (compiled, a C call with unboxed numbers), any other through its ``step`` attribute
+_BUILTIN_STEPS: dict[Any, int] = {FixedWindow: 1, GCRA: 2, TokenBucket: 3, LeakyBucket: 4, SlidingWindow: 5}
+
+
+def _run_step(kind: int, step: Step, entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+    """``step(entry, touched, now, cost, p)``; for a built-in (``kind`` > 0) its own step called directly."""
+    if kind == 1:
+        return FixedWindow.step(entry, touched, now, cost, p)
+    if kind == 2:
+        return GCRA.step(entry, touched, now, cost, p)
+    if kind == 3:
+        return TokenBucket.step(entry, touched, now, cost, p)
+    if kind == 4:
+        return LeakyBucket.step(entry, touched, now, cost, p)
+    if kind == 5:
+        return SlidingWindow.step(entry, touched, now, cost, p)
+    return step(entry, touched, now, cost, p)
+
+
 class _Table:
     """The keys of one limit class ``(rule, algorithm, window)``."""
 
-    __slots__ = ("algo", "algorithm", "entries", "params", "plain_commit", "pure_step", "rule", "step", "ttl",
-                 "window_us")
+    __slots__ = ("algo", "algorithm", "entries", "kind", "params", "plain_commit", "pure_step", "rule", "step",
+                 "ttl", "window_us")
 
     def __init__(self, rule: str, algorithm: str, algo: type[Algorithm], p: LimitParams) -> None:
         self.rule = rule
@@ -89,6 +114,8 @@ class _Table:
         self.step = step_of(algo)
         #: ``step`` changes nothing it is given: it may decide what commits later
         self.pure_step = self.step if self.plain_commit else None
+        #: a built-in's step (``_run_step``), or 0
+        self.kind = _BUILTIN_STEPS.get(algo, 0) if self.step is not None else 0
         self.params = p
         self.ttl = float(algo.ttl_us(p))
         self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
@@ -228,8 +255,8 @@ class MemoryStore:
                     live = entry if entry is not None and entry[0] + tbl.ttl > now else None
                     step = tbl.step
                     if step is not None:
-                        allowed, remaining, reset_us, retry_us, delay_us, new = step(
-                            live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                        allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
+                            tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                         )
                         res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     else:
@@ -328,8 +355,8 @@ class MemoryStore:
                         return None
                     entry = tbl.entries.get(key)
                     live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                    allowed, remaining, reset_us, _retry, delay_us, new = step(
-                        live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                    allowed, remaining, reset_us, _retry, delay_us, new = _run_step(
+                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
                     )
                     if not allowed:
                         return None
@@ -383,8 +410,8 @@ class MemoryStore:
                     return self._decide_many(checks, now)
                 entry = tbl.entries.get(key)
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                allowed, remaining, reset_us, retry_us, delay_us, new = step(
-                    live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
+                    tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
                 )
                 res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                 found.append(res)
@@ -436,8 +463,8 @@ class MemoryStore:
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
                 step = tbl.pure_step
                 if step is not None:
-                    allowed, remaining, reset_us, retry_us, delay_us, pending = step(
-                        live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                    allowed, remaining, reset_us, retry_us, delay_us, pending = _run_step(
+                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                     )
                     res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     state = live
@@ -498,7 +525,7 @@ class MemoryStore:
             p = check.limits[j]
             tbl, _key, _entry, state, _pending = staged[first + j]
             if tbl.pure_step is not None:  # state is the live entry (or None)
-                _ok, remaining, reset_us, _retry, _delay, _new = tbl.pure_step(
+                _ok, remaining, reset_us, _retry, _delay, _new = _run_step(tbl.kind, tbl.pure_step,
                     state, state[0] if state is not None else now, now, 0, p)
             else:
                 seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)

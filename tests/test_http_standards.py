@@ -279,7 +279,8 @@ def test_admitted_fast_paths_write_what_the_general_renderer_writes(headers: lis
     assert fast is not None
     assert fast[0] == rate_limit_headers(verdict(crules, sets, results))
     if n_rules == 1 and n_limits == 1 and headers[0] in ("ietf", "ietf-10") and not pk[0]:
-        assert admit.__name__ == "one_structured"  # the specialised path is the one checked here
+        # the specialised path is the one checked here (compiled: a closure object named after it)
+        assert getattr(admit, "__name__", type(admit).__name__).startswith("one_structured")
 
 
 # -- the refusal body in RFC 9457 form ------------------------------------------------------

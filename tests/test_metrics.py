@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import logging
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -158,14 +157,10 @@ def test_the_per_decision_cost_is_tiny() -> None:
 
 
 def test_without_prometheus_client_a_noop_with_the_same_methods(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_prometheus(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "prometheus_client" or name.startswith("prometheus_client."):
-            raise ImportError("No module named 'prometheus_client'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_prometheus)
+    # None in sys.modules: every `import prometheus_client` raises ImportError, in compiled code too
+    for name in [m for m in sys.modules if m == "prometheus_client" or m.startswith("prometheus_client.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
     assert not prometheus_available()
     m = create_metrics()
     assert isinstance(m, NoopMetrics) and not m.enabled

@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from . import api
+from . import api, compiled
 from .api import Limiter
 from .config import LoadedConfig, RateLimitsConfig, load_config
 from .core.decision import Decision, RuleOutcome
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
+
+compiled.warn_if_stale()  # an editable install's extensions older than the sources they were built from
 
 # The classes of fastapi-advanced-rate-limiter, imported on first use (``compat``).
 _COMPAT = frozenset({

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 # Tolerance for float comparisons of units (tokens, counts). It only ever absorbs the
 # rounding of a refill computed at exactly the retry time; 1e-9 of a unit cannot add up
 # to a whole extra request.
@@ -94,6 +96,7 @@ def floor_units(x: float) -> int:
     return max(0, math.floor(x + EPS))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class Algorithm:
     """Base of the algorithms. Subclasses implement ``peek`` and usually nothing else."""
 

@@ -21,9 +21,12 @@ from __future__ import annotations
 from math import ceil
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from .base import Algorithm, LimitParams, LimitResult, StepResult, peek_by_step
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class FixedWindow(Algorithm):
     name = "fixed_window"
     lua = "fixed_window.lua"

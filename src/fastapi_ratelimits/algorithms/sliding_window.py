@@ -47,6 +47,8 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
@@ -60,6 +62,7 @@ def _next(start: float, w: float, n: int, r: int, cur: int, prev: int, now: floa
     return ceil_us(start + w + w - e * w / cur - now)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class SlidingWindow(Algorithm):
     name = "sliding_window"
     lua = "sliding_window.lua"

@@ -25,9 +25,12 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from .base import EPS, Algorithm, LimitParams, LimitResult, StepResult, ceil_us, peek_by_step
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class TokenBucket(Algorithm):
     name = "token_bucket"
     lua = "token_bucket.lua"

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from starlette.types import Scope
 
@@ -219,7 +219,7 @@ class Prepared:
     write: Write | None = None
     # the metrics counter of requests these rules admitted, and the metrics it belongs to
     counter: list[int] | None = None
-    counted_by: object = None
+    counted_by: Any = None
 
     def count_with(self, metrics: MetricsLike) -> list[int]:
         """The counter of ``metrics`` for requests these rules admit (kept for the next one)."""
@@ -248,7 +248,6 @@ class Prepared:
         return out
 
 
-_UNSEEN = cast("Prepared", object())  # not in a cache
 _CACHED_VALUES_MAX = 256  # identity values longer than this (together) are not kept as a cache key
 
 
@@ -292,8 +291,10 @@ class Program:
 
     def prepare(self, scope: Scope, client: ClientIP) -> Prepared | None:
         if self.simple:  # keyed by the client address or by nothing
-            prep = self.by_values.get(client.key, _UNSEEN)
-            return prep if prep is not _UNSEEN else self._build(client.key, client, (), ())
+            try:
+                return self.by_values[client.key]
+            except KeyError:
+                return self._build(client.key, client, (), ())
         plan = self.plan
         view = RequestView(scope, client, plan.route.path_params if plan.route is not None else {})
         values: list[str | None] = []
@@ -311,9 +312,10 @@ class Program:
             values.append(value)  # type: ignore[arg-type]
         tiers = tuple(self.rules[i].tier_index(view) for i in self.tiered) if self.tiered else ()
         key = (client.key, *values, *tiers)
-        prep = self.by_values.get(key, _UNSEEN)
-        if prep is not _UNSEEN:
-            return prep
+        try:
+            return self.by_values[key]
+        except KeyError:
+            pass
         return self._build(key if size <= _CACHED_VALUES_MAX else None, client, values, tiers)
 
     def _build(self, key: Any, client: ClientIP, values: Sequence[str | None], tiers: Sequence[int]) -> Prepared | None:
@@ -350,9 +352,7 @@ class Program:
             shape = (tuple(skipped), tuple(tiers))
             writers = self.admits.get(shape)
             if writers is None:
-                # one check of one limit: the memory store's own path for it, then the results' writer
-                one = len(checks) == 1 and len(checks[0].limits) == 1
-                writers = self.admits[shape] = (admit_for(rules, sets), None if one else numbers_writer(rules, sets))
+                writers = self.admits[shape] = (admit_for(rules, sets), numbers_writer(rules, sets))
             prep = Prepared(rules, sets, checks, self.plan, client, skipped, None, writers[0], writers[1])
         if key is not None:
             if len(self.by_values) >= _IP_CHECKS:
@@ -410,9 +410,10 @@ class Engine:
             program = plan.extra = Program(plan) if Program.compilable(plan) else False
         if program is not False:
             if program.simple:  # keyed by the client address or by nothing: one lookup
-                prep = program.by_values.get(client.key, _UNSEEN)
-                if prep is not _UNSEEN:
-                    return prep  # type: ignore[no-any-return]
+                try:
+                    return program.by_values[client.key]  # type: ignore[no-any-return]
+                except KeyError:
+                    pass
             return program.prepare(scope, client)  # type: ignore[no-any-return]
         return self.prepare_each(scope, plan, client)
 

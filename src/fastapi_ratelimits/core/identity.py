@@ -39,27 +39,24 @@ _COOKIE = b"cookie"
 class RequestView:
     """What identities and tiers read from one request, parsed lazily, at most once."""
 
-    __slots__ = ("_cookies", "_headers", "_query", "client", "path_params", "scope")
+    __slots__ = ("_cookies", "_query", "client", "path_params", "scope")
 
     def __init__(self, scope: Scope, client: ClientIP, path_params: Mapping[str, Any]) -> None:
         self.scope = scope
         self.client = client
         self.path_params = path_params
-        self._headers: dict[bytes, bytes] | None = None
         self._cookies: dict[str, str] | None = None
         self._query: dict[str, str] | None = None
 
     def header(self, name: bytes) -> str | None:
-        headers = self._headers
-        if headers is None:
-            headers = {}
-            for k, v in self.scope.get("headers") or ():
-                k = k.lower()
-                if k not in headers:
-                    headers[k] = v
-            self._headers = headers
-        value = headers.get(name)
-        return None if value is None else value.decode("latin-1")
+        """The first value of header ``name`` (lower case), as Starlette's ``Headers``
+        reads it; names compared case-insensitively (ASGI servers send them lower case)."""
+        size = len(name)
+        for k, v in self.scope.get("headers") or ():
+            if len(k) == size and (k == name or k.lower() == name):
+                value: str = v.decode("latin-1")
+                return value
+        return None
 
     def cookie(self, name: str) -> str | None:
         cookies = self._cookies

@@ -105,14 +105,16 @@ class RuleMatch:
         return pattern.regex.fullmatch(template) is not None
 
 
-@dataclass(slots=True)
 class Plan(Generic[T]):
     """The rules that apply to one (method, path), and the route that serves it.
     ``extra`` is the user's (the engine keeps what it derives from ``rules`` there)."""
 
-    rules: tuple[T, ...]
-    route: RouteInfo | None
-    extra: Any = None
+    __slots__ = ("extra", "route", "rules")
+
+    def __init__(self, rules: tuple[T, ...], route: RouteInfo | None, extra: Any = None) -> None:
+        self.rules = rules
+        self.route = route
+        self.extra = extra
 
 
 def _host(scope: Scope) -> str:

@@ -19,14 +19,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastapi.routing
 from starlette.routing import Host, Match, Mount
 from starlette.types import Scope
 
-_iter_route_contexts: Any
-try:  # FastAPI versions that keep included routers as nodes of the route tree
-    from fastapi.routing import iter_route_contexts as _iter_route_contexts
-except ImportError:  # pragma: no cover - older FastAPI flattens include_router itself
-    _iter_route_contexts = None
+# FastAPI versions that keep included routers as nodes of the route tree have this; older
+# ones flatten include_router themselves
+_iter_route_contexts: Any = getattr(fastapi.routing, "iter_route_contexts", None)
 
 _DEEP_CHECK_EVERY = 1.0  # seconds
 

@@ -20,6 +20,7 @@ same methods, which do nothing.
 
 from __future__ import annotations
 
+import importlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -61,8 +62,8 @@ class ReloadLike(Protocol):
 
 
 def prometheus_available() -> bool:
-    try:
-        import prometheus_client  # noqa: F401
+    try:  # import_module: what sys.modules says now (a compiled import keeps the first answer)
+        importlib.import_module("prometheus_client")
     except ImportError:
         return False
     return True
@@ -91,9 +92,10 @@ class Metrics:
 
     def __init__(self, registry: Any = None) -> None:
         try:
-            from prometheus_client import CollectorRegistry, Gauge
+            prometheus = importlib.import_module("prometheus_client")
         except ImportError as exc:
             raise ImportError(INSTALL_HINT) from exc
+        CollectorRegistry, Gauge = prometheus.CollectorRegistry, prometheus.Gauge
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
         # rule -> [allowed, limited, shadow_limited, error] (OUTCOMES order); "other" always there
         self._cells: dict[str, list[int]] = {OTHER_RULE: [0, 0, 0, 0]}

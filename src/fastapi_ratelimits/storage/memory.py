@@ -35,7 +35,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step
+from mypy_extensions import mypyc_attr
+
+from ..algorithms.base import Algorithm, LimitParams, LimitResult, Step, StepResult
+from ..algorithms.fixed_window import FixedWindow
+from ..algorithms.gcra import GCRA
+from ..algorithms.leaky_bucket import LeakyBucket
+from ..algorithms.sliding_window import SlidingWindow
+from ..algorithms.token_bucket import TokenBucket
 from ..core.registry import get_algorithm
 from .base import Check, CheckResult
 from .settle import settle_state
@@ -46,20 +53,7 @@ _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
 _monotonic_ns = time.monotonic_ns
-_new = object.__new__
-
-
-def _limit_result(allowed: bool, limit: int, remaining: int, reset_us: int, retry_us: int, delay_us: int,
-                  ) -> LimitResult:
-    """``LimitResult(...)`` without its dataclass ``__init__`` (a Python call made from C)."""
-    res = _new(LimitResult)
-    res.allowed = allowed
-    res.limit = limit
-    res.remaining = remaining
-    res.reset_us = reset_us
-    res.retry_after_us = retry_us
-    res.delay_us = delay_us
-    return res
+_new = object.__new__  # a CheckResult without its dataclass __init__ (a Python call made from C)
 
 
 def monotonic_us() -> int:
@@ -84,11 +78,31 @@ def step_of(algo: Any) -> Step | None:
     return None
 
 
+#: the built-in algorithms' steps by number: a table of one of them calls its step directly
+#: (compiled, a C call with unboxed numbers), any other through its ``step`` attribute
+_BUILTIN_STEPS: dict[Any, int] = {FixedWindow: 1, GCRA: 2, TokenBucket: 3, LeakyBucket: 4, SlidingWindow: 5}
+
+
+def _run_step(kind: int, step: Step, entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+    """``step(entry, touched, now, cost, p)``; for a built-in (``kind`` > 0) its own step called directly."""
+    if kind == 1:
+        return FixedWindow.step(entry, touched, now, cost, p)
+    if kind == 2:
+        return GCRA.step(entry, touched, now, cost, p)
+    if kind == 3:
+        return TokenBucket.step(entry, touched, now, cost, p)
+    if kind == 4:
+        return LeakyBucket.step(entry, touched, now, cost, p)
+    if kind == 5:
+        return SlidingWindow.step(entry, touched, now, cost, p)
+    return step(entry, touched, now, cost, p)
+
+
 class _Table:
     """The keys of one limit class ``(rule, algorithm, window)``."""
 
-    __slots__ = ("algo", "algorithm", "entries", "params", "plain_commit", "pure_step", "rule", "step", "ttl",
-                 "window_us")
+    __slots__ = ("algo", "algorithm", "entries", "kind", "params", "plain_commit", "pure_step", "rule", "step",
+                 "ttl", "window_us")
 
     def __init__(self, rule: str, algorithm: str, algo: type[Algorithm], p: LimitParams) -> None:
         self.rule = rule
@@ -100,6 +114,8 @@ class _Table:
         self.step = step_of(algo)
         #: ``step`` changes nothing it is given: it may decide what commits later
         self.pure_step = self.step if self.plain_commit else None
+        #: a built-in's step (``_run_step``), or 0
+        self.kind = _BUILTIN_STEPS.get(algo, 0) if self.step is not None else 0
         self.params = p
         self.ttl = float(algo.ttl_us(p))
         self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
@@ -113,6 +129,7 @@ class _Table:
             self.ttl = ttl
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # users may subclass it (see compiled.py)
 class MemoryStore:
     """Counters in this process. ``decide_sync``/``peek_sync``/``reset_sync`` are the
     thread-safe faces; ``decide``/``peek``/``reset`` the async ones (same work)."""
@@ -238,17 +255,10 @@ class MemoryStore:
                     live = entry if entry is not None and entry[0] + tbl.ttl > now else None
                     step = tbl.step
                     if step is not None:
-                        allowed, remaining, reset_us, retry_us, delay_us, new = step(
-                            live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                        allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
+                            tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                         )
-                        # _limit_result(...), inline on the one-limit path (one call fewer)
-                        res = _new(LimitResult)
-                        res.allowed = allowed
-                        res.limit = p.limit
-                        res.remaining = remaining
-                        res.reset_us = reset_us
-                        res.retry_after_us = retry_us
-                        res.delay_us = delay_us
+                        res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     else:
                         res, new = self._peek_commit(tbl, live, now, check.cost, p)
                         allowed = res.allowed
@@ -345,8 +355,8 @@ class MemoryStore:
                         return None
                     entry = tbl.entries.get(key)
                     live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                    allowed, remaining, reset_us, _retry, delay_us, new = step(
-                        live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                    allowed, remaining, reset_us, _retry, delay_us, new = _run_step(
+                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
                     )
                     if not allowed:
                         return None
@@ -400,16 +410,10 @@ class MemoryStore:
                     return self._decide_many(checks, now)
                 entry = tbl.entries.get(key)
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                allowed, remaining, reset_us, retry_us, delay_us, new = step(
-                    live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
+                    tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
                 )
-                res = _new(LimitResult)
-                res.allowed = allowed
-                res.limit = p.limit
-                res.remaining = remaining
-                res.reset_us = reset_us
-                res.retry_after_us = retry_us
-                res.delay_us = delay_us
+                res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                 found.append(res)
                 if not allowed:
                     ok = False
@@ -459,10 +463,10 @@ class MemoryStore:
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
                 step = tbl.pure_step
                 if step is not None:
-                    allowed, remaining, reset_us, retry_us, delay_us, pending = step(
-                        live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                    allowed, remaining, reset_us, retry_us, delay_us, pending = _run_step(
+                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                     )
-                    res = _limit_result(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
+                    res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     state = live
                 else:
                     state = None if live is None else live[1:]
@@ -521,12 +525,12 @@ class MemoryStore:
             p = check.limits[j]
             tbl, _key, _entry, state, _pending = staged[first + j]
             if tbl.pure_step is not None:  # state is the live entry (or None)
-                _ok, remaining, reset_us, _retry, _delay, _new = tbl.pure_step(
+                _ok, remaining, reset_us, _retry, _delay, _new = _run_step(tbl.kind, tbl.pure_step,
                     state, state[0] if state is not None else now, now, 0, p)
             else:
                 seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)
                 remaining, reset_us = seen.remaining, seen.reset_us
-            out[j] = _limit_result(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
+            out[j] = LimitResult(True, res.limit, remaining, reset_us, res.retry_after_us, res.delay_us)
         return tuple(out)
 
     async def decide(self, checks: Sequence[Check], now_us: int | float | None = None) -> list[CheckResult]:
@@ -555,7 +559,7 @@ class MemoryStore:
                     if res.allowed:
                         algo, state = states[j]
                         seen = algo.peek(None if state is None else algo.copy_state(state), now, 0, check.limits[j])[0]
-                        results[j] = _limit_result(True, res.limit, seen.remaining, seen.reset_us,
+                        results[j] = LimitResult(True, res.limit, seen.remaining, seen.reset_us,
                                                    res.retry_after_us, res.delay_us)
         return CheckResult(check, all(r.allowed for r in results), tuple(results), False)
 

@@ -63,7 +63,7 @@ def refusals_hold(algorithm: str) -> bool:
         return False
     if getattr(cls, "refusals_hold", None) is True:
         return True
-    return algorithm in _BUILTIN and cls.__module__.startswith("fastapi_ratelimits.algorithms.")
+    return algorithm in _BUILTIN and str(getattr(cls, "__module__", "")).startswith("fastapi_ratelimits.algorithms.")
 
 
 class _Entry(NamedTuple):

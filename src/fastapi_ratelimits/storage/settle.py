@@ -42,7 +42,7 @@ SETTLED_ALGORITHMS = ("token_bucket", "gcra", "fixed_window")
 
 
 def settle_state(algorithm: str, state: tuple[Any, ...] | None, now: float, delta: float,
-                 p: LimitParams) -> tuple[tuple[float, float], int]:
+                 p: LimitParams) -> tuple[tuple[Any, ...], int]:
     """The state after ``delta`` units more (or fewer) at ``now``, and how long (us) the key
     must be kept for that state to matter."""
     if algorithm == "token_bucket":
@@ -81,5 +81,6 @@ def settle_state(algorithm: str, state: tuple[Any, ...] | None, now: float, delt
         count = count + delta
         if count < 0.0:
             count = 0.0
-        return (win, count), max(1, ceil((win + 1) * window - now))
+        # the count stays an integer (units are whole), as the algorithm's step reads it
+        return (win, round(count)), max(1, ceil((win + 1) * window - now))
     raise ValueError(f"algorithm {algorithm!r} cannot be settled (only {', '.join(SETTLED_ALGORITHMS)})")

@@ -53,7 +53,6 @@ _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
 _monotonic_ns = time.monotonic_ns
-_new = object.__new__  # a CheckResult without its dataclass __init__ (a Python call made from C)
 
 
 def monotonic_us() -> int:
@@ -279,11 +278,7 @@ class MemoryStore:
                     self._ops += 1
                     if self._ops >= _FULL_SWEEP_EVERY:
                         self._housekeep(now)
-                    out = _new(CheckResult)  # CheckResult(check, allowed, (res,), allowed), likewise
-                    out.check = check
-                    out.allowed = allowed
-                    out.results = (res,)
-                    out.committed = allowed
+                    out = CheckResult(check, allowed, (res,), allowed)
                     return [out]
             results = self._decide_steps(checks, now)
             self._ops += 1
@@ -420,11 +415,7 @@ class MemoryStore:
                 staged.append((tbl, key, entry, live, new))
             if not ok and not check.shadow:
                 admitted = False
-            res_check = _new(CheckResult)
-            res_check.check = check
-            res_check.allowed = ok
-            res_check.results = tuple(found)
-            res_check.committed = ok  # corrected below when the batch is refused
+            res_check = CheckResult(check, ok, tuple(found), ok)  # corrected below when the batch is refused
             out.append(res_check)
         i = 0
         for res_check in out:
@@ -504,11 +495,7 @@ class MemoryStore:
                     self._store(tbl, key, current, value, now)
                 elif state is not None and entry is not None:
                     self._touch(tbl, key, entry, now)
-            res_check = _new(CheckResult)  # CheckResult(check, ok, per_check[n], commit), likewise
-            res_check.check = check
-            res_check.allowed = ok
-            res_check.results = per_check[n]
-            res_check.committed = commit
+            res_check = CheckResult(check, ok, per_check[n], commit)
             out.append(res_check)
         return out
 

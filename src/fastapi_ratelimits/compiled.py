@@ -26,7 +26,8 @@ HOT: tuple[str, ...] = (
     "core/gate", "core/engine", "core/matching", "core/clientip", "core/identity", "core/decision",
     "ops/metrics",
     "headers/render", "headers/dialects", "headers/ietf10", "headers/legacy", "headers/builtin",
-    "storage/keys", "storage/memory", "storage/refusals", "storage/batching", "storage/redis/wire",
+    "storage/checks", "storage/keys", "storage/memory", "storage/refusals", "storage/batching",
+    "storage/redis/batch", "storage/redis/wire",
     "algorithms/base", "algorithms/fixed_window", "algorithms/gcra", "algorithms/token_bucket",
     "algorithms/leaky_bucket", "algorithms/sliding_window",
 )

@@ -300,6 +300,13 @@ class Program:
         values: list[str | None] = []
         size = 0
         for identity in self.identities:
+            header = identity.header
+            if header is not None:  # a header: read here, not through the identity's function
+                found = view.header_value(header)
+                if found is not None:
+                    size += len(found)
+                values.append(found)
+                continue
             try:
                 value = identity.resolve(view)
             except Exception:
@@ -311,7 +318,13 @@ class Program:
                 size += len(value)
             values.append(value)  # type: ignore[arg-type]
         tiers = tuple(self.rules[i].tier_index(view) for i in self.tiered) if self.tiered else ()
-        key = (client.key, *values, *tiers)
+        key: tuple[Any, ...]
+        if tiers:
+            key = (client.key, *values, *tiers)
+        elif len(values) == 1:  # the common case: one identity besides the address
+            key = (client.key, values[0])
+        else:
+            key = (client.key, *values)
         try:
             return self.by_values[key]
         except KeyError:

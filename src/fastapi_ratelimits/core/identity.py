@@ -58,6 +58,11 @@ class RequestView:
                 return value
         return None
 
+    def header_value(self, name: bytes) -> str | None:
+        """:meth:`header`, an empty value taken as missing (what a ``header:`` identity gives)."""
+        value = self.header(name)
+        return value if value else None
+
     def cookie(self, name: str) -> str | None:
         cookies = self._cookies
         if cookies is None:
@@ -85,14 +90,18 @@ Resolver = Callable[[RequestView], "str | None | Awaitable[str | None]"]
 class Identity:
     """A compiled identity: ``resolve(view)`` gives the value (or None: missing)."""
 
-    __slots__ = ("is_async", "kind", "name", "prefix", "resolve")
+    __slots__ = ("header", "is_async", "kind", "name", "prefix", "resolve")
 
-    def __init__(self, name: str, kind: str, resolve: Resolver, is_async: bool = False) -> None:
+    def __init__(self, name: str, kind: str, resolve: Resolver, is_async: bool = False,
+                 header: bytes | None = None) -> None:
         self.name = name
         self.kind = kind
         self.prefix = name + ":"
         self.resolve = resolve
         self.is_async = is_async
+        #: a header identity's header name (lower case): ``RequestView.header_value`` of it is
+        #: what ``resolve`` gives, read without the call of ``resolve`` (the engine does)
+        self.header = header
 
     def key_for(self, value: str) -> str:
         """The store key of a value given by a user (admin API): ``"<scope>:<value>"``;
@@ -115,7 +124,7 @@ def builtin_identity(name: str, spec: str) -> Identity:
     assert arg is not None
     if kind == "header":
         hname = arg.lower().encode("latin-1")
-        return Identity(name, kind, lambda v: _nonempty(v.header(hname)))
+        return Identity(name, kind, lambda v: v.header_value(hname), header=hname)
     if kind == "cookie":
         return Identity(name, kind, lambda v: _nonempty(v.cookie(arg)))
     if kind == "query":

@@ -21,7 +21,6 @@ same methods, which do nothing.
 from __future__ import annotations
 
 import importlib
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
@@ -103,7 +102,7 @@ class Metrics:
         # ``allowed`` cell when read (see :meth:`admitted_counter`)
         self._groups: dict[tuple[str, ...], list[int]] = {}
         self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
-        self._latency_sum = [0.0]
+        self._latency_total = 0.0
         # the other counters are plain counts too, handed over by the same collector: so no
         # counter has a ``_created`` series (prometheus_client's Counter objects add one,
         # the collector's families do not; one rule for all is what a scraper can rely on)
@@ -154,8 +153,7 @@ class Metrics:
         cells[i] += 1
 
     def decision_latency(self, seconds: float) -> None:
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum[0] += seconds
+        self._observe(seconds)
 
     def count_admitted(self, rules: Sequence[_Named], results: Sequence[CheckResult], seconds: float) -> bool:
         """Count a request every rule of which allowed (``results`` straight from the
@@ -177,8 +175,7 @@ class Metrics:
             for crule in rules:
                 cells = table.get(crule.name) or self._unknown(crule.name)
                 cells[0] += 1
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum[0] += seconds
+        self._observe(seconds)
         top = self.top
         if top is not None:
             top.admitted(results)
@@ -197,12 +194,22 @@ class Metrics:
             cell = self._groups[rules] = [0]
         return cell
 
+    def _observe(self, seconds: float) -> None:
+        """One decision's time into the histogram (the first bucket at least as long, as
+        ``bisect_left``), searched from the fastest: most decisions take microseconds."""
+        i = 0
+        for bound in LATENCY_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self._latency_counts[i] += 1
+        self._latency_total += seconds
+
     def count_admitted_to(self, counter: list[int], checks: Sequence[Check], seconds: float) -> None:
         """Count one request admitted by the rules of ``counter`` (from :meth:`admitted_counter`),
         its ``checks`` (for the top callers) and its time."""
         counter[0] += 1
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum[0] += seconds
+        self._observe(seconds)
         top = self.top
         if top is not None:
             top.admitted(checks)
@@ -246,8 +253,7 @@ class Metrics:
             self._storage_errors[0] += 1
             if not outcomes:
                 table[OTHER_RULE][3] += 1
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum[0] += seconds
+        self._observe(seconds)
 
     def _unknown(self, rule: str) -> list[int]:
         accept = self.accept_rule
@@ -280,7 +286,7 @@ class Metrics:
 
     def latency(self) -> tuple[list[int], float]:
         """The decision-time histogram: counts per bucket (the last one +Inf) and the sum."""
-        return list(self._latency_counts), self._latency_sum[0]
+        return list(self._latency_counts), self._latency_total
 
     def storage_error(self) -> None:
         self._storage_errors[0] += 1

@@ -53,7 +53,6 @@ _FULL_SWEEP_EVERY = 4096  # decisions between sweeps of every table's front
 
 
 _monotonic_ns = time.monotonic_ns
-_new = object.__new__  # a CheckResult without its dataclass __init__ (a Python call made from C)
 
 
 def monotonic_us() -> int:
@@ -102,7 +101,7 @@ class _Table:
     """The keys of one limit class ``(rule, algorithm, window)``."""
 
     __slots__ = ("algo", "algorithm", "entries", "kind", "params", "plain_commit", "pure_step", "rule", "step",
-                 "ttl", "window_us")
+                 "to_end", "ttl", "window_us")
 
     def __init__(self, rule: str, algorithm: str, algo: type[Algorithm], p: LimitParams) -> None:
         self.rule = rule
@@ -119,6 +118,8 @@ class _Table:
         self.params = p
         self.ttl = float(algo.ttl_us(p))
         self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
+        #: ``entries.move_to_end``, bound once (a key used moves to the young end)
+        self.to_end = self.entries.move_to_end
 
     def tune(self, p: LimitParams) -> None:
         """Limits of one class may differ (overrides, reloads): keep the longest TTL, which
@@ -147,6 +148,9 @@ class MemoryStore:
         self._size = 0
         self._ops = 0
         self._lock = threading.Lock()
+        # bound once: a call of a bound method costs less than a method looked up by name
+        self._acquire = self._lock.acquire
+        self._release = self._lock.release
         # concurrency slots (:mod:`.slots`): (rule, identity) -> holder -> lease expiry; an
         # entry goes when its last holder does (bounded by the connections open)
         self._slots: dict[tuple[str, str | bytes], dict[str, float]] = {}
@@ -236,8 +240,8 @@ class MemoryStore:
             now = float(now_us)
         else:
             now = float(self.clock())
-        lock = self._lock
-        lock.acquire()
+        release = self._release
+        self._acquire()
         try:
             if len(checks) == 1:
                 check = checks[0]
@@ -271,26 +275,22 @@ class MemoryStore:
                             self._size += 1
                         else:
                             entries[key] = new
-                            entries.move_to_end(key)
+                            tbl.to_end(key)
                     elif live is not None:  # a read is a use: the key moves to the young end
                         if live[0] < now:
                             entries[key] = (now, *live[1:])
-                        entries.move_to_end(key)
+                        tbl.to_end(key)
                     self._ops += 1
                     if self._ops >= _FULL_SWEEP_EVERY:
                         self._housekeep(now)
-                    out = _new(CheckResult)  # CheckResult(check, allowed, (res,), allowed), likewise
-                    out.check = check
-                    out.allowed = allowed
-                    out.results = (res,)
-                    out.committed = allowed
+                    out = CheckResult(check, allowed, (res,), allowed)
                     return [out]
             results = self._decide_steps(checks, now)
             self._ops += 1
             self._housekeep(now)
             return results
         finally:
-            lock.release()
+            release()
 
     @staticmethod
     def _peek_commit(tbl: _Table, live: tuple[Any, ...] | None, now: float, cost: int,
@@ -332,8 +332,8 @@ class MemoryStore:
         staged: list[Any] = []  # per limit: table, key, entry to keep
         numbers: list[int] = []
         delay = 0
-        lock = self._lock
-        lock.acquire()
+        release = self._release
+        self._acquire()
         try:
             for check in checks:
                 key: str | bytes = check.key
@@ -354,9 +354,16 @@ class MemoryStore:
                     if step is None:
                         return None
                     entry = tbl.entries.get(key)
-                    live = entry if entry is not None and entry[0] + tbl.ttl > now else None
+                    live = None
+                    touched = now
+                    if entry is not None:
+                        seen: float = entry[0]  # a number of its own (compiled: a C double)
+                        if seen + tbl.ttl > now:
+                            live = entry
+                            if seen > now:
+                                touched = seen
                     allowed, remaining, reset_us, _retry, delay_us, new = _run_step(
-                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                        tbl.kind, step, live, touched, now, cost, p
                     )
                     if not allowed:
                         return None
@@ -369,7 +376,7 @@ class MemoryStore:
                 entries = tbl.entries
                 if key in entries:
                     entries[key] = new
-                    entries.move_to_end(key)
+                    tbl.to_end(key)
                 else:
                     self._store(tbl, key, None, new, now)
             self._ops += 1
@@ -377,7 +384,7 @@ class MemoryStore:
                 self._housekeep(now)
             return numbers, delay
         finally:
-            lock.release()
+            release()
 
     def _decide_steps(self, checks: Sequence[Check], now: float) -> list[CheckResult]:
         """Several checks whose algorithms all have a pure ``step`` (the built-ins): every
@@ -420,11 +427,7 @@ class MemoryStore:
                 staged.append((tbl, key, entry, live, new))
             if not ok and not check.shadow:
                 admitted = False
-            res_check = _new(CheckResult)
-            res_check.check = check
-            res_check.allowed = ok
-            res_check.results = tuple(found)
-            res_check.committed = ok  # corrected below when the batch is refused
+            res_check = CheckResult(check, ok, tuple(found), ok)  # corrected below when the batch is refused
             out.append(res_check)
         i = 0
         for res_check in out:
@@ -504,11 +507,7 @@ class MemoryStore:
                     self._store(tbl, key, current, value, now)
                 elif state is not None and entry is not None:
                     self._touch(tbl, key, entry, now)
-            res_check = _new(CheckResult)  # CheckResult(check, ok, per_check[n], commit), likewise
-            res_check.check = check
-            res_check.allowed = ok
-            res_check.results = per_check[n]
-            res_check.committed = commit
+            res_check = CheckResult(check, ok, per_check[n], commit)
             out.append(res_check)
         return out
 

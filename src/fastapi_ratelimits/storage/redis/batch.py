@@ -17,6 +17,7 @@ from ...algorithms.base import Algorithm, LimitResult
 from ...core.registry import get_algorithm
 from ...errors import StorageError
 from ..base import Check, CheckResult, batch_verdict
+from ..batching import Answers, Batches, Done
 from ..keys import check_keys
 from .scripts import Script
 
@@ -133,3 +134,59 @@ def decide_steps(checks: Sequence[Check], groups: list[tuple[int, ...]], dry: bo
         return peeked
     reals: list[Call] = [(g, 0) for g in groups]
     return _merge(len(checks), reals, (yield reals))
+
+
+_INT = {int}
+
+
+def decode_batches(batches: Batches, reply: object, expected: int | None = None) -> Answers:
+    """The script's reply to a call of several batches, per batch; StorageError when it
+    is not the expected shape (``expected``: how many values it holds, when known)."""
+    if expected is None:
+        expected = 1 + sum(1 + 5 * len(c.limits) for checks in batches for c in checks)
+    if type(reply) is not list or len(reply) != expected:
+        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}")
+    if set(map(type, reply)) != _INT:  # hiredis and redis-py give ints: anything else is converted or refused
+        try:
+            reply = [int(v) for v in reply]
+        except (TypeError, ValueError):
+            raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
+    out: Answers = []
+    i = 1
+    for checks in batches:
+        answer: list[CheckResult] = []
+        for check in checks:
+            limits = check.limits
+            if len(limits) == 1:  # the common case, without the loop
+                allowed = reply[i + 1] == 1
+                answer.append(CheckResult(check, allowed, (LimitResult(
+                    allowed, limits[0].limit, reply[i + 2], reply[i + 3], reply[i + 4], reply[i + 5]),),
+                    reply[i] == 1))
+                i += 6
+                continue
+            committed = reply[i] == 1
+            i += 1
+            results: list[LimitResult] = []
+            ok = True
+            for p in limits:
+                allowed = reply[i] == 1
+                ok = ok and allowed
+                results.append(LimitResult(allowed, p.limit, reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4]))
+                i += 5
+            answer.append(CheckResult(check, ok, tuple(results), committed))
+        out.append(answer)
+    return out
+
+
+
+def answered(batches: Batches, expected: int, done: Done, reply: object) -> None:
+    """Hand the answers (or the error) of a call made on the wire to ``done``."""
+    if isinstance(reply, BaseException):
+        done(reply)
+        return
+    try:
+        answers = decode_batches(batches, reply, expected)
+    except StorageError as exc:
+        done(exc)
+        return
+    done(answers)

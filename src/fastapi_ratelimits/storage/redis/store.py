@@ -52,7 +52,6 @@ import redis.asyncio.cluster
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from ...algorithms.base import LimitResult
 from ...core.registry import get_algorithm
 from ...errors import StorageError
 from ..base import Check, CheckResult
@@ -64,8 +63,10 @@ from .batch import (
     SCAN_COUNT,
     UNLINK_BATCH,
     Call,
+    answered,
     decide_steps,
     decode,
+    decode_batches,
     encode,
     group_by,
     scan_reply,
@@ -233,7 +234,7 @@ class RedisStore:
         assert self.wire is not None
         script = self._scripts.script
         packed, expected = self._codec.pack(script.sha, batches, now_us)
-        self.wire.call(script, packed, partial(_answered, batches, expected, done))
+        self.wire.call(script, packed, partial(answered, batches, expected, done))
 
     async def _decide_batches(self, batches: Batches, now_us: int | None) -> Answers:
         """One script call deciding several requests' batches in order (single server,
@@ -420,61 +421,6 @@ class RedisStore:
         for close in self._closers:
             with contextlib.suppress(Exception):
                 await close()
-
-
-def decode_batches(batches: Batches, reply: object, expected: int | None = None) -> Answers:
-    """The script's reply to a call of several batches, per batch; StorageError when it
-    is not the expected shape (``expected``: how many values it holds, when known)."""
-    if expected is None:
-        expected = 1 + sum(1 + 5 * len(c.limits) for checks in batches for c in checks)
-    if type(reply) is not list or len(reply) != expected:
-        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}")
-    if set(map(type, reply)) != _INT:  # hiredis and redis-py give ints: anything else is converted or refused
-        try:
-            reply = [int(v) for v in reply]
-        except (TypeError, ValueError):
-            raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
-    out: Answers = []
-    i = 1
-    for checks in batches:
-        answer: list[CheckResult] = []
-        for check in checks:
-            limits = check.limits
-            if len(limits) == 1:  # the common case, without the loop
-                allowed = reply[i + 1] == 1
-                answer.append(CheckResult(check, allowed, (LimitResult(
-                    allowed, limits[0].limit, reply[i + 2], reply[i + 3], reply[i + 4], reply[i + 5]),),
-                    reply[i] == 1))
-                i += 6
-                continue
-            committed = reply[i] == 1
-            i += 1
-            results: list[LimitResult] = []
-            ok = True
-            for p in limits:
-                allowed = reply[i] == 1
-                ok = ok and allowed
-                results.append(LimitResult(allowed, p.limit, reply[i + 1], reply[i + 2], reply[i + 3], reply[i + 4]))
-                i += 5
-            answer.append(CheckResult(check, ok, tuple(results), committed))
-        out.append(answer)
-    return out
-
-
-_INT = {int}
-
-
-def _answered(batches: Batches, expected: int, done: Done, reply: object) -> None:
-    """Hand the answers (or the error) of a call made on the wire to ``done``."""
-    if isinstance(reply, BaseException):
-        done(reply)
-        return
-    try:
-        answers = decode_batches(batches, reply, expected)
-    except StorageError as exc:
-        done(exc)
-        return
-    done(answers)
 
 
 def _wire_for(pool: Any, timeout_ms: int) -> Wire | None:

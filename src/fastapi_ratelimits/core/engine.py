@@ -62,9 +62,11 @@ class LimitSet:
     pk_salt: bytes | None  # the rule writes a partition key (pk)
 
 
-def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
-               cost: int, instances: int, dialect: Dialect, partition: bytes | None = None,
-               unit: str | None = None) -> LimitSet:
+def limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, max_delay_us: int,
+              cost: int, instances: int, dialect: Dialect, partition: bytes | None = None,
+              unit: str | None = None) -> LimitSet:
+    """The limits of one tier of a rule (or of a websocket rule's messages and slots):
+    their parameters, the ``local`` ones for ``on_error: local``, names and header pieces."""
     algo = get_algorithm(algorithm)
     params: list[LimitParams] = []
     local: list[LimitParams] = []
@@ -146,7 +148,7 @@ class CompiledRule:
         instances = config.storage.instances
         delay = rule.max_delay_us()
         unit = "units" if rule.budget is not None else None  # qu of a budget: units, not requests
-        self.base = _limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.units(), instances,
+        self.base = limit_set(rule.name, rule.rates(), self.algorithm, rule.burst, delay, rule.units(), instances,
                                self.dialect, self.partition, unit)
         self.tiers: tuple[tuple[Condition, LimitSet], ...] = tuple(
             (Condition(o.when), self._tier(o, delay, instances)) for o in rule.overrides
@@ -163,7 +165,7 @@ class CompiledRule:
     def _tier(self, o: Override, delay: int, instances: int) -> LimitSet:
         burst = o.burst if o.burst is not None else self.rule.burst
         unit = "units" if self.rule.budget is not None else None
-        return _limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.units(), instances,
+        return limit_set(self.name, o.rates(), self.algorithm, burst, delay, o.cost or self.rule.units(), instances,
                           self.dialect, self.partition, unit)
 
     def ip_check(self, client_key: str) -> Check:

@@ -36,7 +36,6 @@ import asyncio
 import inspect
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -45,17 +44,16 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..algorithms.base import LimitParams, LimitResult
+from ..algorithms.base import LimitResult
 from ..config.models import Messages, Rule
 from ..core.clientip import ClientIP
 from ..core.decision import Decision, RuleOutcome
-from ..core.engine import CompiledRule, Engine, LimitSet, verdict
+from ..core.engine import CompiledRule, Engine, LimitSet, limit_set, verdict
 from ..core.fallback import decide_checks
 from ..core.identity import RequestView
 from ..core.matching import Matcher, RuleMatch
-from ..core.rates import Rate, window_label
-from ..core.registry import get_algorithm
-from ..headers import Dialect, pieces, rate_limit_headers
+from ..core.rates import Rate
+from ..headers import Dialect, rate_limit_headers
 from ..storage.base import Check, Store, compact_key
 from ..storage.breaker import CircuitOpen
 from ..storage.memory import MemoryStore
@@ -85,26 +83,6 @@ _UNAVAILABLE = b'{"detail":"Rate limiter unavailable"}'
 _MAX_REASON = 123  # bytes a close reason may hold
 
 
-def _limit_set(name: str, rates: Sequence[Rate], algorithm: str, burst: int | None, cost: int,
-               instances: int, dialect: Dialect, partition: bytes | None = None) -> LimitSet:
-    """The limits of a message limit, named ``<rule>-messages`` in headers and status."""
-    algo = get_algorithm(algorithm)
-    params: list[LimitParams] = []
-    local: list[LimitParams] = []
-    names: list[str] = []
-    windows: list[int] = []
-    for i, rate in enumerate(rates):
-        b = (burst if burst is not None and i == 0 else algo.default_burst(rate.limit)) if algo.uses_burst \
-            else rate.limit
-        params.append(LimitParams(rate.limit, rate.window_us, b, 0))
-        local.append(LimitParams(max(1, rate.limit // instances), rate.window_us, max(1, b // instances), 0))
-        names.append(name if i == 0 else f"{name}-{window_label(rate.window_us)}")
-        windows.append(max(1, math.ceil(rate.window_us / 1_000_000)))
-    hp = pieces(dialect, names, [p.limit for p in params], windows, cost, partition)
-    return LimitSet(tuple(params), tuple(names), tuple(windows), cost, tuple(local), dialect, hp.bits, hp.policy,
-                    hp.policy_items, hp.formats, hp.pk_salt)
-
-
 @dataclass(frozen=True, slots=True)
 class MessageLimit:
     """The ``messages`` of one websocket rule, compiled."""
@@ -120,7 +98,7 @@ class MessageLimit:
     def compile(cls, rule: Rule, m: Messages, algorithm: str, instances: int, dialect: Dialect) -> MessageLimit:
         algo = m.algorithm or algorithm
         return cls(rule.name + MESSAGES_SUFFIX, algo,
-                   _limit_set(rule.name + "-messages", m.rates(), algo, m.burst, 1, instances, dialect),
+                   limit_set(rule.name + "-messages", m.rates(), algo, m.burst, 0, 1, instances, dialect),
                    m.per == "identity", m.cost == "bytes", m.on_exceeded == "drop")
 
 
@@ -154,8 +132,8 @@ class WsRules:
                 continue
             slots = None
             if rule.max_concurrent is not None:
-                slots = _limit_set(rule.name + "-open", [Rate(rule.max_concurrent, rule.lease_us())], "fixed_window",
-                                   None, 1, instances, crule.dialect, crule.partition)
+                slots = limit_set(rule.name + "-open", [Rate(rule.max_concurrent, rule.lease_us())], "fixed_window",
+                                  None, 0, 1, instances, crule.dialect, crule.partition)
             messages = (MessageLimit.compile(rule, rule.messages, crule.algorithm, instances, crule.dialect)
                         if rule.messages is not None else None)
             rules.append(WsRule(crule, rule.has_rates(), rule.max_concurrent, rule.lease_us(), slots, messages))

@@ -302,15 +302,8 @@ class Program:
         values: list[str | None] = []
         size = 0
         for identity in self.identities:
-            header = identity.header
-            if header is not None:  # a header: read here, not through the identity's function
-                found = view.header_value(header)
-                if found is not None:
-                    size += len(found)
-                values.append(found)
-                continue
             try:
-                value = identity.resolve(view)
+                value = identity.value(view)
             except Exception:
                 log.warning("identity %r failed; treated as missing", identity.name, exc_info=True)
                 value = None

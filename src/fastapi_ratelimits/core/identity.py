@@ -99,9 +99,16 @@ class Identity:
         self.prefix = name + ":"
         self.resolve = resolve
         self.is_async = is_async
-        #: a header identity's header name (lower case): ``RequestView.header_value`` of it is
-        #: what ``resolve`` gives, read without the call of ``resolve`` (the engine does)
+        #: a header identity's header name (lower case): :meth:`value` reads it directly
         self.header = header
+
+    def value(self, view: RequestView) -> str | None | Awaitable[str | None]:
+        """``resolve(view)``; a header identity's header read without the call (compiled,
+        a C call rather than one through the ``resolve`` attribute)."""
+        header = self.header
+        if header is not None:
+            return view.header_value(header)
+        return self.resolve(view)
 
     def key_for(self, value: str) -> str:
         """The store key of a value given by a user (admin API): ``"<scope>:<value>"``;

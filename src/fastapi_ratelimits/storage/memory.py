@@ -77,24 +77,8 @@ def step_of(algo: Any) -> Step | None:
     return None
 
 
-#: the built-in algorithms' steps by number: a table of one of them calls its step directly
-#: (compiled, a C call with unboxed numbers), any other through its ``step`` attribute
+#: the built-in algorithms' steps by number (``_Table.run_step`` calls them directly)
 _BUILTIN_STEPS: dict[Any, int] = {FixedWindow: 1, GCRA: 2, TokenBucket: 3, LeakyBucket: 4, SlidingWindow: 5}
-
-
-def _run_step(kind: int, step: Step, entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
-    """``step(entry, touched, now, cost, p)``; for a built-in (``kind`` > 0) its own step called directly."""
-    if kind == 1:
-        return FixedWindow.step(entry, touched, now, cost, p)
-    if kind == 2:
-        return GCRA.step(entry, touched, now, cost, p)
-    if kind == 3:
-        return TokenBucket.step(entry, touched, now, cost, p)
-    if kind == 4:
-        return LeakyBucket.step(entry, touched, now, cost, p)
-    if kind == 5:
-        return SlidingWindow.step(entry, touched, now, cost, p)
-    return step(entry, touched, now, cost, p)
 
 
 class _Table:
@@ -113,13 +97,32 @@ class _Table:
         self.step = step_of(algo)
         #: ``step`` changes nothing it is given: it may decide what commits later
         self.pure_step = self.step if self.plain_commit else None
-        #: a built-in's step (``_run_step``), or 0
+        #: a built-in's step (``run_step``), or 0
         self.kind = _BUILTIN_STEPS.get(algo, 0) if self.step is not None else 0
         self.params = p
         self.ttl = float(algo.ttl_us(p))
         self.entries: OrderedDict[str | bytes, tuple[Any, ...]] = OrderedDict()
         #: ``entries.move_to_end``, bound once (a key used moves to the young end)
         self.to_end = self.entries.move_to_end
+
+    def run_step(self, entry: Any, touched: Any, now: float, cost: int, p: LimitParams) -> StepResult:
+        """The algorithm's ``step`` on ``entry``; a built-in's (``kind`` > 0) called directly
+        (compiled: a C call with unboxed numbers, not a call through the ``step`` attribute).
+        Only for a table whose ``step`` is not None."""
+        kind = self.kind
+        if kind == 1:
+            return FixedWindow.step(entry, touched, now, cost, p)
+        if kind == 2:
+            return GCRA.step(entry, touched, now, cost, p)
+        if kind == 3:
+            return TokenBucket.step(entry, touched, now, cost, p)
+        if kind == 4:
+            return LeakyBucket.step(entry, touched, now, cost, p)
+        if kind == 5:
+            return SlidingWindow.step(entry, touched, now, cost, p)
+        step = self.step
+        assert step is not None
+        return step(entry, touched, now, cost, p)
 
     def tune(self, p: LimitParams) -> None:
         """Limits of one class may differ (overrides, reloads): keep the longest TTL, which
@@ -257,10 +260,9 @@ class MemoryStore:
                     entries = tbl.entries
                     entry = entries.get(key)
                     live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                    step = tbl.step
-                    if step is not None:
-                        allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
-                            tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                    if tbl.step is not None:
+                        allowed, remaining, reset_us, retry_us, delay_us, new = tbl.run_step(
+                            live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                         )
                         res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     else:
@@ -350,8 +352,7 @@ class MemoryStore:
                         first = False
                     else:
                         tbl = self._table(rule, check.algorithm, p)
-                    step = tbl.pure_step
-                    if step is None:
+                    if tbl.pure_step is None:
                         return None
                     entry = tbl.entries.get(key)
                     live = None
@@ -362,8 +363,8 @@ class MemoryStore:
                             live = entry
                             if seen > now:
                                 touched = seen
-                    allowed, remaining, reset_us, _retry, delay_us, new = _run_step(
-                        tbl.kind, step, live, touched, now, cost, p
+                    allowed, remaining, reset_us, _retry, delay_us, new = tbl.run_step(
+                        live, touched, now, cost, p
                     )
                     if not allowed:
                         return None
@@ -412,13 +413,12 @@ class MemoryStore:
                     first = False
                 else:
                     tbl = self._table(rule, check.algorithm, p)
-                step = tbl.pure_step
-                if step is None:
+                if tbl.pure_step is None:
                     return self._decide_many(checks, now)
                 entry = tbl.entries.get(key)
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                allowed, remaining, reset_us, retry_us, delay_us, new = _run_step(
-                    tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, cost, p
+                allowed, remaining, reset_us, retry_us, delay_us, new = tbl.run_step(
+                    live, live[0] if live is not None and live[0] > now else now, now, cost, p
                 )
                 res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                 found.append(res)
@@ -464,10 +464,9 @@ class MemoryStore:
                 tbl = self._table(check.rule, check.algorithm, p)
                 entry = tbl.entries.get(key)
                 live = entry if entry is not None and entry[0] + tbl.ttl > now else None
-                step = tbl.pure_step
-                if step is not None:
-                    allowed, remaining, reset_us, retry_us, delay_us, pending = _run_step(
-                        tbl.kind, step, live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
+                if tbl.pure_step is not None:
+                    allowed, remaining, reset_us, retry_us, delay_us, pending = tbl.run_step(
+                        live, live[0] if live is not None and live[0] > now else now, now, check.cost, p
                     )
                     res = LimitResult(allowed, p.limit, remaining, reset_us, retry_us, delay_us)
                     state = live
@@ -524,7 +523,7 @@ class MemoryStore:
             p = check.limits[j]
             tbl, _key, _entry, state, _pending = staged[first + j]
             if tbl.pure_step is not None:  # state is the live entry (or None)
-                _ok, remaining, reset_us, _retry, _delay, _new = _run_step(tbl.kind, tbl.pure_step,
+                _ok, remaining, reset_us, _retry, _delay, _new = tbl.run_step(
                     state, state[0] if state is not None else now, now, 0, p)
             else:
                 seen, _ = tbl.algo.peek(None if state is None else tbl.algo.copy_state(state), now, 0, p)

@@ -72,26 +72,9 @@ def encode(prefix: str, checks: Sequence[Check], now_us: int | None, dry: int) -
 
 
 def decode(checks: Sequence[Check], reply: object) -> list[CheckResult]:
-    """The script's reply as results; StorageError when it is not the expected shape."""
-    expected = 1 + sum(1 + 5 * len(c.limits) for c in checks)
-    if not isinstance(reply, list) or len(reply) != expected:
-        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}")
-    try:
-        values = [int(v) for v in reply]
-    except (TypeError, ValueError):
-        raise StorageError(f"unexpected reply from the decision script: {reply!r:.200}") from None
-    out: list[CheckResult] = []
-    i = 1
-    for check in checks:
-        committed = values[i] == 1
-        i += 1
-        results = []
-        for p in check.limits:
-            allowed, remaining, reset_us, retry_us, delay_us = values[i : i + 5]
-            i += 5
-            results.append(LimitResult(allowed == 1, p.limit, remaining, reset_us, retry_us, delay_us))
-        out.append(CheckResult(check, all(r.allowed for r in results), tuple(results), committed))
-    return out
+    """The script's reply to one batch as results; StorageError when it is not the expected
+    shape (the reply of a call of one batch: :func:`decode_batches`)."""
+    return decode_batches([checks], reply)[0]
 
 
 def group_by(checks: Sequence[Check], place: Callable[[Check], object] | None) -> list[tuple[int, ...]]:
